@@ -1,0 +1,45 @@
+# ecr-oci: every target works on a fresh Debian 12 machine as root (apt + pip).
+# Elsewhere: install docker-registry (CNCF Distribution 2.8), skopeo, umoci, podman,
+# runc and prometheus yourself, then `make install test`.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+APT_PACKAGES = docker-registry skopeo umoci podman runc prometheus openssl ca-certificates
+PYTEST_ARGS ?=
+
+.PHONY: all deps apt install test lint example demo bench clean
+
+all: test
+
+apt:
+	@if [ "$$(id -u)" != 0 ]; then echo "make apt needs root (apt-get): install $(APT_PACKAGES) yourself"; exit 1; fi
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+install:
+	$(PIP) install -q -e '.[test]'
+
+deps: apt install
+
+lint: install
+	ruff check ecr_oci tests examples
+	mypy
+
+# The README's test command: installs what it needs, then runs the whole suite.
+test: deps
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Build the example plugin's two platform images (Debian packages + umoci, no Docker engine).
+example: deps
+	$(PYTHON) examples/bird-detector/build_images.py
+
+# The main job for now: a local registry, then push/inspect/pull of the example bundle.
+demo: example
+	$(PYTHON) -m ecr_oci.demo
+
+bench: deps
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf examples/bird-detector/build .pytest_cache .mypy_cache .ruff_cache

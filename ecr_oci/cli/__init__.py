@@ -1,0 +1,42 @@
+"""The ``ecr`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from ecr_oci import __version__
+from ecr_oci.cli import bundle, registry
+from ecr_oci.cli.common import EXIT_CODES_HELP
+
+app = typer.Typer(
+    name="ecr",
+    help=f"Edge Code Repository: push, pull and inspect edge bundles in an OCI registry.\n\n{EXIT_CODES_HELP}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(bundle.validate)
+app.command()(bundle.push)
+app.command()(bundle.pull)
+app.command()(bundle.inspect)
+app.command()(registry.ls)
+app.command()(registry.tags)
+app.command()(registry.login)
+app.command()(registry.logout)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Edge Code Repository client."""
+
+
+def run() -> None:
+    app()

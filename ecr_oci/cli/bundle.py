@@ -1,0 +1,197 @@
+"""``ecr validate | push | pull | inspect``: bundles in and out of a registry."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ecr_oci import mediatypes as mt
+from ecr_oci.bundle.config import Platform, load_config
+from ecr_oci.bundle.model import build_bundle
+from ecr_oci.bundle.remote import fetch_bundle, platform_text
+from ecr_oci.cli.common import (
+    Insecure,
+    PasswordStdin,
+    PlainHttp,
+    Quiet,
+    Username,
+    err,
+    handle_errors,
+    human_size,
+    make_client,
+    out,
+)
+from ecr_oci.registry.reference import parse_reference
+from ecr_oci.transfer.progress import TransferProgress
+from ecr_oci.transfer.pull import pull_bundle
+from ecr_oci.transfer.push import push_bundle
+
+BundleDir = Annotated[
+    Path, typer.Argument(help="Bundle directory holding ecr.yaml (or sage.yaml), or the file itself.")
+]
+Ref = Annotated[str, typer.Argument(help="HOST[:PORT]/REPOSITORY[:TAG|@DIGEST]")]
+
+
+@handle_errors
+def validate(path: BundleDir = Path("."), build: Annotated[bool, typer.Option(
+        "--build/--no-build", help="Also open every image source and hash every file.")] = True) -> None:
+    """Check a bundle's metadata and inputs without contacting a registry."""
+    config = load_config(path)
+    if build:
+        with tempfile.TemporaryDirectory(prefix="ecr-") as scratch:
+            bundle = build_bundle(config, Path(scratch))
+        out.print(f"{config.name} {config.version}: valid ({len(bundle.images)} images, digest {bundle.digest})")
+    else:
+        out.print(f"{config.name} {config.version}: metadata valid")
+
+
+@handle_errors
+def push(
+    path: BundleDir,
+    reference: Ref,
+    plain_http: PlainHttp = None,
+    insecure: Insecure = False,
+    username: Username = None,
+    password_stdin: PasswordStdin = False,
+    quiet: Quiet = False,
+    parallel: Annotated[int, typer.Option(min=1, max=16, help="Blobs transferred at once.")] = 4,
+) -> None:
+    """Build a bundle from PATH and push it; prints the reference pinned by digest.
+
+    The tag defaults to the bundle version. Blobs the registry holds are skipped,
+    blobs in another repository of the same registry are mounted, the rest are
+    uploaded in resumable chunks. The version tag is written last.
+    """
+    config = load_config(path)
+    target = parse_reference(reference, default_tag=None)
+    if target.digest:
+        raise typer.BadParameter("push to a tag, not a digest", param_hint="REFERENCE")
+    client = make_client(target.registry, plain_http=plain_http, insecure=insecure,
+                         username=username, password_stdin=password_stdin)
+    with tempfile.TemporaryDirectory(prefix="ecr-") as scratch:
+        bundle = build_bundle(config, Path(scratch))
+        report = push_bundle(bundle, client, target, progress=TransferProgress(not quiet), parallel=parallel)
+    err.print(
+        f"pushed {config.name} {config.version}: {len(report.uploaded)} blobs uploaded "
+        f"({human_size(report.bytes_uploaded)}), {len(report.mounted)} mounted, {len(report.skipped)} already present"
+    )
+    out.print(report.reference.pinned())
+
+
+@handle_errors
+def pull(
+    reference: Ref,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write into.")] = Path("."),
+    platform: Annotated[str | None, typer.Option(help="os/arch[/variant]; default: this machine's.")] = None,
+    model_only: Annotated[bool, typer.Option("--model-only", help="Only the model/data files.")] = False,
+    plain_http: PlainHttp = None,
+    insecure: Insecure = False,
+    username: Username = None,
+    password_stdin: PasswordStdin = False,
+    quiet: Quiet = False,
+) -> None:
+    """Fetch one platform's image (as an OCI layout in OUT/image) and the model files.
+
+    Only the chosen platform's blobs are downloaded; every blob is verified against
+    its digest and written only once complete.
+    """
+    ref = parse_reference(reference)
+    chosen = None if model_only else Platform.parse(platform or host_platform())
+    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
+                         username=username, password_stdin=password_stdin)
+    report = pull_bundle(client, ref, output, platform=chosen, model_only=model_only,
+                         progress=TransferProgress(not quiet))
+    err.print(f"pulled {len(report.files)} blobs ({human_size(report.bytes_downloaded)}) into {output}")
+    out.print(report.bundle.reference.pinned())
+
+
+def host_platform() -> str:
+    import platform as _platform
+
+    machine = _platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}.get(machine, machine)
+    return f"linux/{arch}"
+
+
+@handle_errors
+def inspect(
+    reference: Ref,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    plain_http: PlainHttp = None,
+    insecure: Insecure = False,
+    username: Username = None,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Show a bundle: metadata, platforms, model files and referrers."""
+    ref = parse_reference(reference)
+    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
+                         username=username, password_stdin=password_stdin)
+    bundle = fetch_bundle(client, ref)
+    model_entry = bundle.model_entry()
+    files: list[dict[str, Any]] = []
+    if model_entry:
+        model = client.get_manifest(ref.repository, model_entry["digest"]).json()
+        files = [
+            {
+                "title": (layer.get("annotations") or {}).get(mt.OCI_TITLE, ""),
+                "role": (layer.get("annotations") or {}).get(mt.ECR_LAYER_ROLE, ""),
+                "mediaType": layer["mediaType"],
+                "digest": layer["digest"],
+                "size": layer["size"],
+            }
+            for layer in model.get("layers", [])
+        ]
+    referrers = client.referrers(ref.repository, bundle.digest)
+    document = {
+        "reference": bundle.reference.pinned(),
+        "digest": bundle.digest,
+        "bundle": bundle.is_bundle,
+        "artifactType": bundle.index.get("artifactType"),
+        "metadata": bundle.metadata,
+        "platforms": [
+            {"platform": platform_text(e["platform"]), "digest": e["digest"], "size": e["size"]}
+            for e in bundle.images()
+        ],
+        "files": files,
+        "referrers": [
+            {"artifactType": r.get("artifactType"), "digest": r["digest"], "annotations": r.get("annotations", {})}
+            for r in referrers
+        ],
+    }
+    if as_json:
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return
+    _print_inspect(document)
+
+
+def _print_inspect(doc: dict[str, Any]) -> None:
+    meta = doc["metadata"]
+    out.print(f"[bold]{meta.get('name', '?')}[/] {meta.get('version', '')}  {doc['reference']}")
+    if not doc["bundle"]:
+        out.print("[yellow]note: this index is not an ECR bundle (no ECR artifactType)[/]")
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    for key in ("description", "authors", "license", "source", "revision", "created", "keywords", "runtime",
+                "hardware", "doi"):
+        if key in meta:
+            value = meta[key]
+            summary.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    out.print(summary)
+    platforms = Table("platform", "manifest", "size", title="images")
+    for p in doc["platforms"]:
+        platforms.add_row(p["platform"], p["digest"], human_size(p["size"]))
+    out.print(platforms)
+    if doc["files"]:
+        files = Table("file", "role", "size", "digest", title="model and data")
+        for f in doc["files"]:
+            files.add_row(f["title"], f["role"], human_size(f["size"]), f["digest"][:19])
+        out.print(files)
+    if doc["referrers"]:
+        refs = Table("artifactType", "digest", title="referrers")
+        for r in doc["referrers"]:
+            refs.add_row(r["artifactType"] or "", r["digest"])
+        out.print(refs)

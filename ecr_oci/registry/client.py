@@ -1,0 +1,536 @@
+"""A small OCI distribution-spec client on ``requests``.
+
+oras-py covers file pushes and pulls; what a bundle needs beyond it (index push,
+cross-repository mount, resumable chunked uploads, range-resumed downloads,
+referrers with the tag-schema fallback) is here, in one place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ecr_oci import mediatypes as mt
+from ecr_oci.digest import CHUNK, VerifyingWriter, hex_of, sha256_bytes, sha256_file
+from ecr_oci.errors import (
+    AuthError,
+    DigestMismatchError,
+    NotFoundError,
+    RegistryError,
+)
+from ecr_oci.registry.auth import Credentials, TokenAuth, lookup_credentials
+
+Progress = Callable[[int], None]
+MANIFEST_ACCEPT = ", ".join(sorted(mt.MANIFEST_TYPES))
+DEFAULT_CHUNK_SIZE = 64 << 20
+MAX_MANIFEST_BYTES = 4 << 20
+RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Raw manifest bytes as the registry stores them, with their type and digest."""
+
+    data: bytes
+    media_type: str
+    digest: str
+
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.data)
+        return parsed
+
+
+def is_loopback(registry: str) -> bool:
+    """True for ``localhost``, ``127.x.y.z`` and ``[::1]`` hosts (served without TLS here)."""
+    host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry[1:].split("]")[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _error_text(resp: requests.Response) -> tuple[str, str | None]:
+    """The OCI error JSON as one line, and its first error code."""
+    try:
+        errors = resp.json().get("errors") or []
+    except ValueError:
+        errors = []
+    if not errors:
+        return f"HTTP {resp.status_code} {resp.reason}", None
+    first = errors[0]
+    parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors]
+    return "; ".join(parts), first.get("code")
+
+
+class RegistryClient:
+    """Talks to one registry host.
+
+    Args:
+        registry: ``host[:port]``.
+        credentials: explicit credentials; by default those stored by ``ecr login``,
+            ``docker login``, ``podman login`` or ``oras login`` are used.
+        plain_http: use http instead of https; by default only for loopback hosts.
+        verify_tls: check the server certificate over https.
+        chunk_size: bytes per PATCH request of a chunked upload.
+        pool_size: connections kept open (parallel transfers use one each).
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: Credentials | None = None,
+        plain_http: bool | None = None,
+        verify_tls: bool = True,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        pool_size: int = 8,
+    ) -> None:
+        self.registry = registry
+        if plain_http is None:
+            plain_http = is_loopback(registry)
+        self.base_url = f"{'http' if plain_http else 'https'}://{registry}"
+        self.session = requests.Session()
+        self.session.verify = verify_tls
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = "ecr-oci/0.1"
+        self.auth = TokenAuth(self.session, credentials or lookup_credentials(registry))
+        self.chunk_size = chunk_size
+
+    # --- plumbing -------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scopes: tuple[str, ...],
+        ok: Iterable[int] = (200,),
+        not_found: str | None = None,
+        retry_auth: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one request, answering an auth challenge once, and check the status.
+
+        Args:
+            method: HTTP method.
+            url: absolute URL or a path below the registry base URL.
+            scopes: token scopes the request needs, e.g. ``("repository:a/b:pull",)``.
+            ok: statuses that count as success.
+            not_found: message for a 404 (raised as NotFoundError); None means 404 is
+                returned to the caller when it is listed in ``ok``.
+            retry_auth: False for requests whose body cannot be sent twice.
+
+        Raises:
+            AuthError, NotFoundError, RegistryError.
+        """
+        if not url.startswith("http"):
+            url = urljoin(self.base_url, url)
+        headers = dict(kwargs.pop("headers", {}) or {})
+        sent = {**headers, **self.auth.header_for(scopes)}
+        try:
+            resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
+            if resp.status_code == 401 and retry_auth and "WWW-Authenticate" in resp.headers:
+                challenge = resp.headers["WWW-Authenticate"]
+                resp.close()
+                sent = {**headers, **self.auth.answer(challenge, scopes)}
+                resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
+        except requests.ConnectionError as exc:
+            raise RegistryError(f"cannot reach registry {self.registry}: {exc.__class__.__name__}") from exc
+        except requests.Timeout as exc:
+            raise RegistryError(f"registry {self.registry} timed out") from exc
+        ok = tuple(ok)
+        if resp.status_code in ok:
+            return resp
+        text, code = _error_text(resp)
+        status = resp.status_code
+        resp.close()
+        if status == 404 and not_found:
+            raise NotFoundError(f"{not_found} ({text})", status=status, code=code)
+        if status in (401, 403):
+            raise AuthError(f"access denied by {self.registry}: {text}", status=status, code=code)
+        raise RegistryError(f"{method} {url.replace(self.base_url, '')}: {text}", status=status, code=code)
+
+    @staticmethod
+    def scope(repository: str, actions: str = "pull") -> str:
+        return f"repository:{repository}:{actions}"
+
+    def ping(self) -> None:
+        """Check that the registry speaks the distribution API (auth included)."""
+        self.request("GET", "/v2/", scopes=())
+
+    # --- manifests ------------------------------------------------------------------
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """Fetch a manifest by tag or digest, verifying its digest.
+
+        Raises:
+            NotFoundError: no such manifest.
+            DigestMismatchError: the bytes do not match the requested digest.
+        """
+        resp = self.request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            scopes=(self.scope(repository),),
+            headers={"Accept": MANIFEST_ACCEPT},
+            not_found=f"{self.registry}/{repository}:{reference} not found",
+        )
+        data = resp.content
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise RegistryError(f"manifest {reference} is larger than {MAX_MANIFEST_BYTES} bytes")
+        digest = sha256_bytes(data)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatchError(f"manifest {reference} has digest {digest}")
+        media_type = resp.headers.get("Content-Type", "").split(";")[0]
+        if media_type not in mt.MANIFEST_TYPES:
+            media_type = json.loads(data).get("mediaType", media_type)
+        return Manifest(data=data, media_type=media_type, digest=digest)
+
+    def head_manifest(self, repository: str, reference: str) -> str | None:
+        """The digest of a manifest, or None when it does not exist."""
+        resp = self.request(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            scopes=(self.scope(repository),),
+            headers={"Accept": MANIFEST_ACCEPT},
+            ok=(200, 404),
+        )
+        if resp.status_code == 404:
+            return None
+        return resp.headers.get("Docker-Content-Digest")
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        """Store a manifest under a tag or its digest; returns its digest.
+
+        Raises:
+            RegistryError: the registry refused it (message carries the OCI error code).
+        """
+        digest = sha256_bytes(data)
+        resp = self.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            scopes=(self.scope(repository, "pull,push"),),
+            headers={"Content-Type": media_type},
+            data=data,
+            ok=(201,),
+        )
+        returned = resp.headers.get("Docker-Content-Digest")
+        if returned and returned != digest:
+            raise DigestMismatchError(f"registry stored manifest as {returned}, expected {digest}")
+        return digest
+
+    def delete_manifest(self, repository: str, digest: str) -> None:
+        self.request(
+            "DELETE",
+            f"/v2/{repository}/manifests/{digest}",
+            scopes=(self.scope(repository, "delete"),),
+            ok=(202,),
+            not_found=f"{repository}@{digest} not found",
+        )
+
+    # --- listing --------------------------------------------------------------------
+    def _paginated(self, url: str, key: str, scopes: tuple[str, ...], not_found: str) -> list[str]:
+        items: list[str] = []
+        next_url: str | None = url
+        while next_url:
+            resp = self.request("GET", next_url, scopes=scopes, not_found=not_found)
+            items += resp.json().get(key) or []
+            link = resp.headers.get("Link", "")
+            next_url = link.split(";")[0].strip("<> ") if 'rel="next"' in link else None
+        return items
+
+    def tags(self, repository: str) -> list[str]:
+        """All tags of a repository, in the registry's order."""
+        return self._paginated(
+            f"/v2/{repository}/tags/list?n=1000",
+            "tags",
+            (self.scope(repository),),
+            f"repository {self.registry}/{repository} not found",
+        )
+
+    def catalog(self) -> list[str]:
+        """Repositories the caller may see."""
+        return self._paginated(
+            "/v2/_catalog?n=1000", "repositories", ("registry:catalog:*",), "catalog not available"
+        )
+
+    def referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> list[dict[str, Any]]:
+        """Descriptors of manifests whose ``subject`` is ``digest``.
+
+        Uses the OCI 1.1 referrers API and falls back to the ``sha256-<hex>`` tag schema
+        on registries without it (Distribution 2.8).
+        """
+        params = {"artifactType": artifact_type} if artifact_type else None
+        resp = self.request(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            scopes=(self.scope(repository),),
+            params=params,
+            headers={"Accept": mt.OCI_INDEX},
+            ok=(200, 404),
+        )
+        if resp.status_code == 200 and resp.headers.get("Content-Type", "").startswith(mt.OCI_INDEX):
+            manifests: list[dict[str, Any]] = resp.json().get("manifests") or []
+            filtered = "artifactType" in resp.headers.get("OCI-Filters-Applied", "")
+        else:
+            try:
+                index = self.get_manifest(repository, f"sha256-{hex_of(digest)}").json()
+            except NotFoundError:
+                return []
+            manifests = index.get("manifests") or []
+            filtered = False
+        if artifact_type and not filtered:
+            manifests = [m for m in manifests if m.get("artifactType") == artifact_type]
+        return manifests
+
+    # --- blobs ----------------------------------------------------------------------
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """Size of a blob the repository holds, or None when it does not hold it."""
+        resp = self.request(
+            "HEAD",
+            f"/v2/{repository}/blobs/{digest}",
+            scopes=(self.scope(repository),),
+            ok=(200, 404),
+            allow_redirects=True,
+        )
+        if resp.status_code == 404:
+            return None
+        return int(resp.headers.get("Content-Length", "0"))
+
+    def _start_upload(
+        self, repository: str, digest: str | None = None, mount_from: str | None = None
+    ) -> tuple[bool, str]:
+        """Open an upload session or mount; returns (mounted, upload location)."""
+        scopes: tuple[str, ...] = (self.scope(repository, "pull,push"),)
+        params: dict[str, str] = {}
+        if mount_from and digest:
+            scopes += (self.scope(mount_from),)
+            params = {"mount": digest, "from": mount_from}
+        resp = self.request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            scopes=scopes,
+            params=params,
+            ok=(201, 202),
+        )
+        location = urljoin(self.base_url, resp.headers.get("Location", ""))
+        return resp.status_code == 201, location
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Cross-repository mount; True when the registry linked the blob without a copy."""
+        mounted, location = self._start_upload(repository, digest, from_repository)
+        if not mounted:
+            self.request("DELETE", location, scopes=(self.scope(repository, "pull,push"),), ok=(204, 404))
+        return mounted
+
+    def upload_bytes(self, repository: str, data: bytes) -> str:
+        """Upload a small blob in one request (skipped when present); returns its digest."""
+        digest = sha256_bytes(data)
+        if self.blob_size(repository, digest) is None:
+            _, location = self._start_upload(repository)
+            self.request(
+                "PUT",
+                location,
+                scopes=(self.scope(repository, "pull,push"),),
+                params={"digest": digest},
+                headers={"Content-Type": "application/octet-stream"},
+                data=data,
+                ok=(201,),
+            )
+        return digest
+
+    def upload_blob(
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        read_from: Callable[[int], Iterator[bytes]],
+        progress: Progress | None = None,
+    ) -> None:
+        """Chunked, resumable upload of a blob whose digest and size are known.
+
+        Args:
+            read_from: returns an iterator over the blob's bytes starting at an offset
+                (called again with the server's offset after a broken connection).
+            progress: called with the number of bytes each time some are sent.
+
+        Raises:
+            RegistryError: the upload failed after retries.
+        """
+        _, location = self._start_upload(repository)
+        scopes = (self.scope(repository, "pull,push"),)
+        offset = 0
+        failures = 0
+        stream = _Reader(read_from(0))
+        while offset < size:
+            end = min(offset + self.chunk_size, size)
+            body = stream.take(end - offset)
+            try:
+                resp = self.request(
+                    "PATCH",
+                    location,
+                    scopes=scopes,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{end - 1}",
+                    },
+                    data=_counting(body, progress),
+                    ok=(202,),
+                    retry_auth=False,
+                )
+            except RegistryError:
+                failures += 1
+                if failures >= RETRIES:
+                    raise
+                offset = self._upload_offset(location, scopes)
+                stream = _Reader(read_from(offset))
+                continue
+            location = urljoin(self.base_url, resp.headers.get("Location", location))
+            offset = end
+        self.request(
+            "PUT",
+            location,
+            scopes=scopes,
+            params={"digest": digest},
+            headers={"Content-Length": "0"},
+            ok=(201,),
+        )
+
+    def _upload_offset(self, location: str, scopes: tuple[str, ...]) -> int:
+        """Where the registry says an interrupted upload session stands."""
+        resp = self.request("GET", location, scopes=scopes, ok=(204,))
+        rng = resp.headers.get("Range", "0-0")
+        end = int(rng.split("-")[-1])
+        return end + 1 if end > 0 else 0
+
+    def upload_file(self, repository: str, path: Path, progress: Progress | None = None) -> str:
+        """Upload a file as a blob unless present; returns its digest."""
+        digest, size = sha256_file(path)
+        if self.blob_size(repository, digest) is None:
+            self.upload_blob(repository, digest, size, lambda start: _iter_path(path, start), progress)
+        return digest
+
+    def open_blob(self, repository: str, digest: str, start: int = 0) -> requests.Response:
+        """A streaming response for a blob (from ``start``); the caller closes it."""
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        return self.request(
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            scopes=(self.scope(repository),),
+            headers=headers,
+            ok=(200, 206),
+            not_found=f"blob {digest} not found in {self.registry}/{repository}",
+            stream=True,
+        )
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        """A small blob's bytes, verified."""
+        with self.open_blob(repository, digest) as resp:
+            data = resp.content
+        if sha256_bytes(data) != digest:
+            raise DigestMismatchError(f"blob {digest} does not match its content")
+        return data
+
+    def download_blob(
+        self,
+        repository: str,
+        digest: str,
+        dest: Path,
+        size: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """Download a blob to ``dest`` atomically, verifying size and digest.
+
+        A ``dest.part`` left by an interrupted download is resumed with a Range
+        request; nothing is left at ``dest`` unless it verified.
+
+        Raises:
+            DigestMismatchError: the content does not match (the partial file is removed).
+        """
+        part = dest.with_name(dest.name + ".part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(RETRIES):
+            start = part.stat().st_size if part.exists() else 0
+            if size is not None and start > size:
+                part.unlink()
+                start = 0
+            with part.open("ab" if start else "wb") as fh:
+                writer = VerifyingWriter(fh, digest, size)
+                if start:
+                    for chunk in _iter_path(part, 0, limit=start):
+                        writer._hash.update(chunk)
+                    writer.written = start
+                    if progress:
+                        progress(start)
+                try:
+                    with self.open_blob(repository, digest, start) as resp:
+                        if start and resp.status_code == 200:
+                            # Server ignored Range: start over.
+                            fh.seek(0)
+                            fh.truncate()
+                            writer = VerifyingWriter(fh, digest, size)
+                        for chunk in resp.iter_content(CHUNK):
+                            writer.write(chunk)
+                            if progress:
+                                progress(len(chunk))
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                    if attempt == RETRIES - 1:
+                        raise RegistryError(f"download of {digest} kept failing") from None
+                    continue
+            try:
+                writer.verify()
+            except DigestMismatchError:
+                part.unlink(missing_ok=True)
+                raise
+            part.replace(dest)
+            return
+
+
+def _iter_path(path: Path, start: int, limit: int | None = None) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        fh.seek(start)
+        remaining = limit
+        while True:
+            want = CHUNK if remaining is None else min(CHUNK, remaining)
+            if want == 0:
+                return
+            data = fh.read(want)
+            if not data:
+                return
+            if remaining is not None:
+                remaining -= len(data)
+            yield data
+
+
+class _Reader:
+    """An iterator of byte chunks that can hand out exactly N bytes at a time."""
+
+    def __init__(self, stream: Iterator[bytes]) -> None:
+        self._stream = stream
+        self._pending = b""
+
+    def take(self, count: int) -> Iterator[bytes]:
+        while count > 0:
+            chunk, self._pending = (self._pending, b"") if self._pending else (next(self._stream, b""), b"")
+            if not chunk:
+                return
+            if len(chunk) > count:
+                chunk, self._pending = chunk[:count], chunk[count:]
+            count -= len(chunk)
+            yield chunk
+
+
+def _counting(body: Iterator[bytes], progress: Progress | None) -> Iterator[bytes]:
+    for chunk in body:
+        if progress:
+            progress(len(chunk))
+        yield chunk

@@ -1,0 +1,105 @@
+"""Access to the published JSON Schemas of ``annotations-spec/v1``.
+
+The schemas live once, in ``annotations-spec/v1/schemas``; wheels carry a copy under
+``ecr_oci/_schemas`` (see pyproject.toml), source checkouts read them in place.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema.exceptions import best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from ecr_oci.errors import ValidationError
+
+_PACKAGED = Path(__file__).parent / "_schemas"
+_CHECKOUT = Path(__file__).resolve().parent.parent / "annotations-spec" / "v1" / "schemas"
+
+# Readable words for pattern failures, keyed by the last path element or $defs name.
+_PATTERN_WORDS = {
+    "version": "is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)",
+    "licenses": "is not an SPDX license expression (e.g. Apache-2.0, MIT OR BSD-3-Clause)",
+    "license": "is not an SPDX license expression (e.g. Apache-2.0, MIT OR BSD-3-Clause)",
+    "name": "is not a valid name (lowercase letters, digits and . _ - separators)",
+    "platform": "is not an os/arch[/variant] platform (e.g. linux/arm64)",
+    "from": "is not an image source (oci:PATH[:TAG], docker-archive:PATH, docker://HOST/REPO:TAG)",
+    "doi": "is not a DOI (10.PREFIX/SUFFIX)",
+    "memory": "is not a quantity (e.g. 512Mi, 2Gi)",
+    "cpu": "is not a quantity (e.g. 1, 500m)",
+}
+
+
+def schema_dir() -> Path:
+    return _PACKAGED if _PACKAGED.is_dir() else _CHECKOUT
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Load ``<name>.schema.json`` from the spec."""
+    path = schema_dir() / f"{name}.schema.json"
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+@cache
+def _registry() -> Registry:
+    """All spec schemas by $id, so cross-file $refs resolve offline."""
+    resources = []
+    for path in sorted(schema_dir().glob("*.schema.json")):
+        schema = json.loads(path.read_text())
+        uri = schema.get("$id") or f"https://waggle.org/ecr/v1/{path.name}"
+        resources.append((uri, Resource.from_contents(schema, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(name: str) -> jsonschema.protocols.Validator:
+    """A format-checking Draft 2020-12 validator for schema ``name``."""
+    schema = load_schema(name)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    v: jsonschema.protocols.Validator = cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
+    return v
+
+
+def field_path(path: Any) -> str:
+    """``images[0].platform`` from a jsonschema error path."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(document)"
+
+
+def describe(error: SchemaError) -> tuple[str, str]:
+    """(field, message) for a schema error, in words a user can act on."""
+    field = field_path(error.absolute_path)
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        prefix = field_path(error.absolute_path)
+        return (f"{prefix}.{missing}" if error.absolute_path else missing), "required field is missing"
+    if error.validator == "additionalProperties":
+        return field, error.message.replace("Additional properties are not allowed", "unknown field")
+    if error.validator == "pattern":
+        key = next((str(p) for p in reversed(error.absolute_path) if isinstance(p, str)), "")
+        words = _PATTERN_WORDS.get(key) or _PATTERN_WORDS.get(key.rsplit(".", 1)[-1], "has an invalid format")
+        return field, f"{error.instance!r} {words}"
+    return field, error.message
+
+
+def check(name: str, document: Any, *, what: str) -> None:
+    """Validate ``document`` against schema ``name``.
+
+    Raises:
+        ValidationError: naming the first failing field (the most relevant one).
+    """
+    error = best_match(validator(name).iter_errors(document))
+    if error is not None:
+        field, message = describe(error)
+        raise ValidationError(message, field=f"{what}: {field}")

@@ -1,0 +1,131 @@
+"""Pull one platform of a bundle: its image as an OCI layout, and its model files.
+
+Output directory::
+
+    OUT/image/              OCI image layout of the chosen platform (podman/skopeo load it)
+    OUT/<title>             model files, source archive and data, at their titles
+    OUT/ecr-bundle.json     the bundle reference, digest and metadata
+
+Every blob is verified against its digest; files appear only once complete.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ecr_oci import mediatypes as mt
+from ecr_oci.bundle.config import Platform
+from ecr_oci.bundle.remote import RemoteBundle, fetch_bundle
+from ecr_oci.digest import hex_of
+from ecr_oci.errors import ValidationError
+from ecr_oci.registry.client import RegistryClient
+from ecr_oci.registry.reference import Reference
+from ecr_oci.transfer.progress import TransferProgress
+
+
+@dataclass
+class PullReport:
+    bundle: RemoteBundle
+    platform: str | None
+    files: list[Path] = field(default_factory=list)
+    bytes_downloaded: int = 0
+
+
+def safe_title(title: str) -> PurePosixPath:
+    """A layer title as a relative path that cannot escape the output directory.
+
+    Raises:
+        ValidationError: absolute paths or ``..`` components.
+    """
+    path = PurePosixPath(title)
+    if not title or path.is_absolute() or ".." in path.parts:
+        raise ValidationError(f"refusing unsafe file name {title!r} in the bundle")
+    return path
+
+
+def _write_layout(out: Path, manifest_desc: dict[str, Any], tag: str) -> None:
+    (out / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    entry = {k: v for k, v in manifest_desc.items() if k in ("mediaType", "digest", "size", "platform")}
+    entry["annotations"] = {mt.OCI_REF_NAME: tag}
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]}
+    (out / "index.json").write_text(json.dumps(index, indent=2))
+
+
+def pull_bundle(
+    client: RegistryClient,
+    ref: Reference,
+    out: Path,
+    *,
+    platform: Platform | None,
+    model_only: bool = False,
+    progress: TransferProgress | None = None,
+    parallel: int = 4,
+) -> PullReport:
+    """Download a bundle's image for ``platform`` and its model/data files into ``out``.
+
+    Args:
+        platform: which image to fetch; None with ``model_only``.
+        model_only: skip the image.
+
+    Raises:
+        NotFoundError: no such bundle, or no image for ``platform``.
+        DigestMismatchError: some content did not verify (nothing is left for it).
+    """
+    bundle = fetch_bundle(client, ref)
+    repo = ref.repository
+    report = PullReport(bundle=bundle, platform=str(platform) if platform else None)
+    jobs: list[tuple[str, int, Path, str]] = []  # digest, size, destination, label
+    if not model_only:
+        assert platform is not None
+        entry = bundle.image_for(platform)
+        manifest = client.get_manifest(repo, entry["digest"])
+        layout = out / "image"
+        blobs_dir = layout / "blobs" / "sha256"
+        blobs_dir.mkdir(parents=True, exist_ok=True)
+        (blobs_dir / hex_of(manifest.digest)).write_bytes(manifest.data)
+        body = manifest.json()
+        for desc in [body["config"], *body.get("layers", [])]:
+            digest = desc["digest"]
+            jobs.append((digest, desc["size"], blobs_dir / hex_of(digest), f"layer {digest[7:19]}"))
+    model_entry = bundle.model_entry()
+    if model_entry:
+        model = client.get_manifest(repo, model_entry["digest"]).json()
+        for layer in model.get("layers", []):
+            title = (layer.get("annotations") or {}).get(mt.OCI_TITLE)
+            if not title:
+                continue
+            jobs.append((layer["digest"], layer["size"], out / safe_title(title), title))
+    out.mkdir(parents=True, exist_ok=True)
+    progress = progress or TransferProgress(enabled=False)
+
+    def fetch(job: tuple[str, int, Path, str]) -> None:
+        digest, size, dest, label = job
+        if dest.exists() and dest.stat().st_size == size and _verified(dest, digest):
+            return
+        client.download_blob(repo, digest, dest, size, progress.track(f"pull {label}", size))
+
+    with progress, ThreadPoolExecutor(max_workers=parallel) as pool:
+        for future in [pool.submit(fetch, job) for job in jobs]:
+            future.result()
+    report.bytes_downloaded = progress.bytes
+    report.files = [dest for _, _, dest, _ in jobs]
+    if not model_only:
+        _write_layout(out / "image", {**entry, "size": entry["size"]}, bundle.metadata.get("version") or "latest")
+    record = {
+        "reference": bundle.reference.pinned(),
+        "digest": bundle.digest,
+        "platform": report.platform,
+        "metadata": bundle.metadata,
+    }
+    (out / "ecr-bundle.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    return report
+
+
+def _verified(path: Path, digest: str) -> bool:
+    from ecr_oci.digest import sha256_file
+
+    return sha256_file(path)[0] == digest

@@ -1,0 +1,87 @@
+"""Fixtures that start real components: Distribution, and images built with umoci."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import Registry, build_tiny_layout, start_registry
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests must never pick up a developer's registry logins.
+    os.environ.pop("REGISTRY_AUTH_FILE", None)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    if not shutil.which("docker-registry") and not Path("/usr/bin/docker-registry").exists():
+        pytest.fail("docker-registry is not installed: run `make deps`")
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep auth files per test (no leakage of logins between tests).
+
+    The files exist (empty) because podman refuses a REGISTRY_AUTH_FILE that does not.
+    """
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text('{"auths": {}}')
+    (tmp_path / "auth.json").write_text('{"auths": {}}')
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / ".docker"))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+
+
+@pytest.fixture(scope="session")
+def tiny_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not shutil.which("umoci"):
+        pytest.fail("umoci is not installed: run `make deps`")
+    work = tmp_path_factory.mktemp("tiny")
+    return build_tiny_layout(work / "oci", work)
+
+
+BASE_METADATA = {
+    "name": "tiny-detector",
+    "version": "0.1.0",
+    "description": "A tiny test bundle.",
+    "authors": ["Test Author <test@example.org>"],
+    "license": "MIT",
+    "source": {"url": "https://example.org/tiny.git", "revision": "abc123"},
+    "runtime": {"python": ">=3.11", "torch": "2.1"},
+    "hardware": {"camera": True, "memory": "256Mi"},
+    "keywords": ["test", "birds"],
+    "model": ["model/weights.bin", "model/labels.txt"],
+    "source_archive": "src",
+    "images": [
+        {"platform": "linux/amd64", "from": "oci:images:amd64"},
+        {"platform": "linux/arm64", "from": "oci:images:arm64"},
+    ],
+}
+
+
+def write_bundle(root: Path, layout: Path, metadata: dict[str, object] | None = None,
+                 weights: bytes = b"\x01" * 4096) -> Path:
+    """A bundle directory: ecr.yaml, model files, a source dir, and the images layout."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model").mkdir(exist_ok=True)
+    (root / "model" / "weights.bin").write_bytes(weights)
+    (root / "model" / "labels.txt").write_text("robin\nsparrow\n")
+    (root / "src").mkdir(exist_ok=True)
+    (root / "src" / "main.py").write_text("print('hello from the edge')\n")
+    if not (root / "images").exists():
+        shutil.copytree(layout, root / "images")
+    (root / "ecr.yaml").write_text(yaml.safe_dump(metadata or BASE_METADATA, sort_keys=False))
+    return root
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path, tiny_layout: Path) -> Path:
+    return write_bundle(tmp_path / "bundle", tiny_layout)

@@ -1,0 +1,114 @@
+"""Real components for tests: a CNCF Distribution on a free loopback port, tiny images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass
+class Registry:
+    """A running Distribution registry (filesystem storage, deletes enabled)."""
+
+    host: str
+    storage: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def catalog(self) -> list[str]:
+        return list(requests.get(f"{self.url}/v2/_catalog", timeout=10).json().get("repositories") or [])
+
+    def tags(self, repo: str) -> list[str]:
+        resp = requests.get(f"{self.url}/v2/{repo}/tags/list", timeout=10)
+        return list(resp.json().get("tags") or []) if resp.ok else []
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Catalog and tags: what a failed push must leave unchanged."""
+        return {repo: sorted(self.tags(repo)) for repo in self.catalog()}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_registry(workdir: Path, extra_config: str = "") -> Registry:
+    """Start ``docker-registry serve`` on a free 127.0.0.1 port with storage in ``workdir``."""
+    port = free_port()
+    storage = workdir / "storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + extra_config
+    )
+    log = (workdir / "registry.log").open("wb")
+    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{port}/v2/", proc=proc)
+    return Registry(host=f"127.0.0.1:{port}", storage=storage, proc=proc)
+
+
+def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a command, failing with its output when it fails."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc  # type: ignore[no-any-return]
+
+
+def build_tiny_layout(layout: Path, work: Path, archs: tuple[str, ...] = ("amd64", "arm64"), payload: str = "") -> Path:
+    """An OCI layout with one tiny image per architecture, built by umoci (tags = arch names)."""
+    run(["umoci", "init", "--layout", str(layout)])
+    for arch in archs:
+        image = f"{layout}:{arch}"
+        bundle = work / f"bundle-{arch}"
+        run(["umoci", "new", "--image", image])
+        run(["umoci", "unpack", "--image", image, str(bundle)])
+        rootfs = bundle / "rootfs"
+        (rootfs / "app").mkdir(parents=True, exist_ok=True)
+        (rootfs / "app" / "arch.txt").write_text(f"{arch}\n{payload}")
+        run(["umoci", "repack", "--no-history", "--image", image, str(bundle)])
+        run(["umoci", "config", "--no-history", "--image", image, "--architecture", arch, "--os", "linux",
+             "--config.cmd", "/app/run"])
+        shutil.rmtree(bundle)
+    run(["umoci", "gc", "--layout", str(layout)])
+    return layout
+
+
+def oci_index(layout: Path) -> dict[str, object]:
+    return dict(json.loads((layout / "index.json").read_text()))
