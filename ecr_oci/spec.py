@@ -7,6 +7,7 @@ The schemas live once, in ``annotations-spec/v1/schemas``; wheels carry a copy u
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,11 @@ def describe(error: SchemaError) -> tuple[str, str]:
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         prefix = field_path(error.absolute_path)
         return (f"{prefix}.{missing}" if error.absolute_path else missing), "required field is missing"
-    if error.validator == "additionalProperties":
-        return field, error.message.replace("Additional properties are not allowed", "unknown field")
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+        extra = sorted(k for k in error.instance if k not in known and not any(p.search(k) for p in patterns))
+        return field, f"unknown field {', '.join(map(repr, extra))}"
     if error.validator == "pattern":
         key = next((str(p) for p in reversed(error.absolute_path) if isinstance(p, str)), "")
         words = _PATTERN_WORDS.get(key) or _PATTERN_WORDS.get(key.rsplit(".", 1)[-1], "has an invalid format")

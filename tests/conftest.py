@@ -85,3 +85,33 @@ def write_bundle(root: Path, layout: Path, metadata: dict[str, object] | None = 
 @pytest.fixture
 def bundle_dir(tmp_path: Path, tiny_layout: Path) -> Path:
     return write_bundle(tmp_path / "bundle", tiny_layout)
+
+
+EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "bird-detector"
+
+
+@pytest.fixture(scope="session")
+def example_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bird-detector's amd64 + arm64 images, built once per session (Debian debs + umoci)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("example") / "oci"
+    cache = os.environ.get("ECR_EXAMPLE_CACHE", str(EXAMPLE_DIR / "build" / "cache"))
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE_DIR / "build_images.py"), "--out", str(out), "--cache", cache],
+        capture_output=True, text=True, timeout=900,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"building the example images failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return out
+
+
+@pytest.fixture
+def example_bundle(tmp_path: Path, example_layout: Path) -> Path:
+    """A copy of examples/bird-detector whose build/oci is the session's built layout."""
+    root = tmp_path / "bird-detector"
+    shutil.copytree(EXAMPLE_DIR, root, ignore=shutil.ignore_patterns("build"))
+    (root / "build").mkdir()
+    (root / "build" / "oci").symlink_to(example_layout)
+    return root

@@ -214,6 +214,13 @@ class RegistryClient:
         Raises:
             RegistryError: the registry refused it (message carries the OCI error code).
         """
+        digest, _ = self.put_manifest_checked(repository, reference, data, media_type)
+        return digest
+
+    def put_manifest_checked(
+        self, repository: str, reference: str, data: bytes, media_type: str
+    ) -> tuple[str, dict[str, str]]:
+        """Like :meth:`put_manifest`, also returning the response headers (``OCI-Subject``)."""
         digest = sha256_bytes(data)
         resp = self.request(
             "PUT",
@@ -226,7 +233,7 @@ class RegistryClient:
         returned = resp.headers.get("Docker-Content-Digest")
         if returned and returned != digest:
             raise DigestMismatchError(f"registry stored manifest as {returned}, expected {digest}")
-        return digest
+        return digest, dict(resp.headers)
 
     def delete_manifest(self, repository: str, digest: str) -> None:
         self.request(
@@ -490,6 +497,8 @@ class RegistryClient:
                 writer.verify()
             except DigestMismatchError:
                 part.unlink(missing_ok=True)
+                if start and attempt < RETRIES - 1:
+                    continue  # the kept partial file was bad: start over once
                 raise
             part.replace(dest)
             return

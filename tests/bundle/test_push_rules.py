@@ -1,0 +1,207 @@
+"""Reproducible digests, minimal re-uploads, image sources, and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import BASE_METADATA, write_bundle
+from tests.support import Registry
+
+
+def ecr(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ecr", *args], capture_output=True, text=True, timeout=300)
+
+
+def push(bundle: Path, ref: str) -> tuple[str, str]:
+    proc = ecr("push", "--quiet", str(bundle), ref)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip(), proc.stderr
+
+
+def test_same_inputs_same_digest_and_nothing_reuploaded(registry: Registry, bundle_dir: Path, tmp_path: Path,
+                                                        tiny_layout: Path) -> None:
+    ref = f"{registry.host}/repro/tiny:0.1.0"
+    first, log1 = push(bundle_dir, ref)
+    second, log2 = push(bundle_dir, ref)
+    assert first == second
+    assert "0 blobs uploaded" in log2
+    # A second, independent copy of the same inputs (new mtimes, new paths) gives the same digest.
+    copy = write_bundle(tmp_path / "copy", tiny_layout)
+    third, _ = push(copy, f"{registry.host}/repro/tiny:0.1.0")
+    assert third == first
+
+
+def test_changed_model_new_digest_only_that_layer_uploaded(registry: Registry, bundle_dir: Path) -> None:
+    ref = f"{registry.host}/repro/changed:0.1.0"
+    first, _ = push(bundle_dir, ref)
+    (bundle_dir / "model" / "weights.bin").write_bytes(b"\x02" * 4096)
+    second, log = push(bundle_dir, f"{registry.host}/repro/changed:0.1.1")
+    assert second != first
+    # the new weights layer, the model manifest's config is unchanged -> exactly one blob
+    assert "1 blobs uploaded (4.0 KiB)" in log, log
+
+
+def _index(registry: Registry, repo: str, ref: str) -> dict[str, Any]:
+    import requests
+
+    resp = requests.get(f"{registry.url}/v2/{repo}/manifests/{ref}",
+                        headers={"Accept": "application/vnd.oci.image.index.v1+json"}, timeout=10)
+    resp.raise_for_status()
+    return dict(resp.json())
+
+
+def test_docker_registry_source_is_mounted(registry: Registry, bundle_dir: Path, tmp_path: Path,
+                                           tiny_layout: Path) -> None:
+    first, _ = push(bundle_dir, f"{registry.host}/src/origin:0.1.0")
+    index = _index(registry, "src/origin", "0.1.0")
+    amd64 = index["manifests"][0]["digest"]
+    meta = dict(BASE_METADATA, name="remote-sourced", images=[
+        {"platform": "linux/amd64", "from": f"docker://{registry.host}/src/origin@{amd64}"}])
+    other = write_bundle(tmp_path / "other", tiny_layout, meta)
+    proc = ecr("push", "--quiet", str(other), f"{registry.host}/dst/remote:0.1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 mounted" in proc.stderr, proc.stderr  # config + layer of the amd64 image
+    assert _index(registry, "dst/remote", "0.1.0")["manifests"][0]["digest"] == amd64
+
+
+def _docker_save_tar(layout: Path, tag: str, dest: Path) -> None:
+    """A legacy `docker save` archive (manifest.json + config + uncompressed layer tars)."""
+    index = json.loads((layout / "index.json").read_text())
+    entry = next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+    blob = lambda d: (layout / "blobs" / "sha256" / d.split(":")[1]).read_bytes()  # noqa: E731
+    manifest = json.loads(blob(entry["digest"]))
+    config = blob(manifest["config"]["digest"])
+    with tarfile.open(dest, "w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            import io
+
+            tar.addfile(info, io.BytesIO(data))
+
+        layers = []
+        for i, layer in enumerate(manifest["layers"]):
+            raw = gzip.decompress(blob(layer["digest"]))
+            add(f"layer{i}/layer.tar", raw)
+            layers.append(f"layer{i}/layer.tar")
+        config_name = hashlib.sha256(config).hexdigest() + ".json"
+        add(config_name, config)
+        add("manifest.json", json.dumps([{"Config": config_name, "RepoTags": [f"tiny:{tag}"],
+                                          "Layers": layers}]).encode())
+
+
+def test_docker_archive_source(registry: Registry, tmp_path: Path, tiny_layout: Path) -> None:
+    _docker_save_tar(tiny_layout, "arm64", tmp_path / "saved.tar")
+    meta = dict(BASE_METADATA, name="from-archive", images=[
+        {"platform": "linux/arm64", "from": "docker-archive:saved.tar"}])
+    root = write_bundle(tmp_path, tiny_layout, meta)
+    pinned, _ = push(root, f"{registry.host}/archive/tiny:0.1.0")
+    out = tmp_path / "out"
+    proc = ecr("pull", "--quiet", pinned, "--platform", "linux/arm64", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci:{out / 'image'}:0.1.0"],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert config["architecture"] == "arm64"
+
+
+def _mutate(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = json.loads(json.dumps(meta))
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+BAD_INPUTS = {
+    "missing-license": (_mutate(BASE_METADATA, license=None), 3, "license: required field is missing"),
+    "bad-semver": (_mutate(BASE_METADATA, version="1.2"), 3, "version: '1.2' is not a semantic version"),
+    "unknown-platform": (
+        _mutate(BASE_METADATA, images=[{"platform": "linux/sparc", "from": "oci:images:amd64"}]),
+        3, "images[0].platform: unknown platform 'linux/sparc'"),
+    "missing-model-file": (
+        _mutate(BASE_METADATA, model=["model/weights.bin", "model/missing.onnx"]),
+        3, "model: model/missing.onnx: no such file or directory"),
+    "nonexistent-image-source": (
+        _mutate(BASE_METADATA, images=[{"platform": "linux/amd64", "from": "oci:nowhere:amd64"}]),
+        4, "oci:nowhere:amd64: not an OCI image layout"),
+    "nonexistent-tag-in-layout": (
+        _mutate(BASE_METADATA, images=[{"platform": "linux/amd64", "from": "oci:images:riscv"}]),
+        4, "no image tagged 'riscv'"),
+    "platform-mismatch": (
+        _mutate(BASE_METADATA, images=[{"platform": "linux/arm64", "from": "oci:images:amd64"}]),
+        4, "image is linux/amd64, but ecr.yaml says linux/arm64"),
+    "unknown-field": (_mutate(BASE_METADATA, licence="MIT"), 3, "(document): unknown field 'licence'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_one_line_error_and_registry_unchanged(case: str, registry: Registry, tmp_path: Path,
+                                                        tiny_layout: Path) -> None:
+    meta, code, message = BAD_INPUTS[case]
+    root = write_bundle(tmp_path / "b", tiny_layout, meta)
+    before = registry.snapshot()
+    for command in (["validate", str(root)], ["push", "--quiet", str(root), f"{registry.host}/bad/{case}:0.1.0"]):
+        proc = ecr(*command)
+        assert proc.returncode == code, (command, proc.returncode, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert message in lines[0], lines[0]
+        assert "Traceback" not in proc.stderr
+    assert registry.snapshot() == before
+
+
+def test_nonexistent_registry_source_and_unreachable_registry(registry: Registry, tmp_path: Path,
+                                                              tiny_layout: Path) -> None:
+    meta = _mutate(BASE_METADATA, images=[
+        {"platform": "linux/amd64", "from": f"docker://{registry.host}/nothing/here:1.0"}])
+    root = write_bundle(tmp_path / "b", tiny_layout, meta)
+    before = registry.snapshot()
+    proc = ecr("push", "--quiet", str(root), f"{registry.host}/bad/remote:0.1.0")
+    assert proc.returncode == 4 and "no such image" in proc.stderr, proc.stderr
+    assert registry.snapshot() == before
+    good = write_bundle(tmp_path / "good", tiny_layout)
+    proc = ecr("push", "--quiet", str(good), "127.0.0.1:9/bad/unreachable:0.1.0")
+    assert proc.returncode == 5 and "cannot reach registry 127.0.0.1:9" in proc.stderr, proc.stderr
+
+
+def test_pull_errors_are_one_line(registry: Registry) -> None:
+    proc = ecr("pull", f"{registry.host}/no/such:1.0.0", "-o", "/tmp/ecr-never")
+    assert proc.returncode == 6
+    assert proc.stderr.count("\n") == 1 and "not found" in proc.stderr
+    assert not Path("/tmp/ecr-never").exists()
+
+
+def test_pull_unknown_platform_lists_what_exists(registry: Registry, bundle_dir: Path, tmp_path: Path) -> None:
+    pinned, _ = push(bundle_dir, f"{registry.host}/plat/tiny:0.1.0")
+    proc = ecr("pull", pinned, "--platform", "linux/riscv64", "-o", str(tmp_path / "o"))
+    assert proc.returncode == 6
+    assert "has no linux/riscv64 image (it has: linux/amd64, linux/arm64)" in proc.stderr
+
+
+def test_sage_yaml_without_images_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "sage.yaml").write_text(yaml.safe_dump({
+        "name": "plugin-x", "version": "0.1.0", "description": "d", "authors": "A <a@b.c>", "license": "MIT",
+        "source": {"architectures": ["linux/amd64"], "url": "https://github.com/x/y", "branch": "main"}}))
+    proc = ecr("validate", str(tmp_path))
+    assert proc.returncode == 3
+    assert "images" in proc.stderr
+
+
+def test_validate_ok_prints_digest(bundle_dir: Path) -> None:
+    proc = ecr("validate", str(bundle_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny-detector 0.1.0: valid (2 images, digest sha256:" in proc.stdout
+    shutil.rmtree(bundle_dir / "images")
+    assert ecr("validate", "--no-build", str(bundle_dir)).returncode == 0
