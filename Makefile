@@ -3,7 +3,7 @@
 # runc and prometheus yourself, then `make install test`.
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-APT_PACKAGES = docker-registry skopeo umoci podman runc prometheus openssl ca-certificates
+APT_PACKAGES = docker-registry skopeo umoci podman runc prometheus openssl ca-certificates curl
 PYTEST_ARGS ?=
 
 .PHONY: all deps apt install test lint example demo bench clean
@@ -36,7 +36,7 @@ example: deps
 
 # The main job for now: a local registry, then push/inspect/pull of the example bundle.
 demo: example
-	$(PYTHON) -m ecr_oci.demo
+	bash examples/demo.sh
 
 bench: deps
 	$(PYTHON) bench/run.py

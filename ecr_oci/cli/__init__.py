@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from ecr_oci import __version__
-from ecr_oci.cli import bundle, registry
+from ecr_oci.cli import bundle, profile, registry
+from ecr_oci.cli import trust as trust_cli
 from ecr_oci.cli.common import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -23,6 +24,11 @@ app.command()(registry.ls)
 app.command()(registry.tags)
 app.command()(registry.login)
 app.command()(registry.logout)
+app.command()(trust_cli.keygen)
+app.command()(trust_cli.sign)
+app.command()(trust_cli.verify)
+app.add_typer(profile.app, name="profile")
+app.command()(profile.run)
 
 
 def _version(value: bool) -> None:

@@ -16,7 +16,7 @@ from ecr_oci.registry.client import RegistryClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 EXIT_CODES_HELP = """Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 invalid metadata,
 4 unreadable image source, 5 registry error, 6 not found, 7 access denied,

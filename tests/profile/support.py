@@ -59,6 +59,7 @@ class Exporter:
     was served are known exactly.
     """
 
+    bundle: str = BUNDLE
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     items: int = 0
     errors: int = 0
@@ -75,8 +76,8 @@ class Exporter:
         self.latency = Histogram("ecr_inference_seconds", "Inference latency.", labels, buckets=BUCKETS, registry=reg)
         self.frames = Counter("ecr_frames_total", "Items processed.", labels, registry=reg)
         self.failures = Counter("ecr_errors_total", "Items failed.", labels, registry=reg)
-        Gauge("ecr_gpu_utilization_ratio", "GPU busy.", labels, registry=reg).labels(BUNDLE).set(GPU_UTILIZATION)
-        Gauge("ecr_gpu_power_watts", "GPU power.", labels, registry=reg).labels(BUNDLE).set(GPU_POWER)
+        Gauge("ecr_gpu_utilization_ratio", "GPU busy.", labels, registry=reg).labels(self.bundle).set(GPU_UTILIZATION)
+        Gauge("ecr_gpu_power_watts", "GPU power.", labels, registry=reg).labels(self.bundle).set(GPU_POWER)
 
     def start_workload(self) -> None:
         """Handle items at a steady pace, cycling through LATENCIES; the other bundle too."""
@@ -87,12 +88,12 @@ class Exporter:
             while not self._stop.wait(TICK):
                 with self._lock:
                     for _ in range(ITEMS_PER_TICK):
-                        self.latency.labels(BUNDLE).observe(LATENCIES[i % len(LATENCIES)])
-                        self.frames.labels(BUNDLE).inc()
+                        self.latency.labels(self.bundle).observe(LATENCIES[i % len(LATENCIES)])
+                        self.frames.labels(self.bundle).inc()
                         i += 1
                         self.items += 1
                         if self.items % ERROR_EVERY == 0:
-                            self.failures.labels(BUNDLE).inc()
+                            self.failures.labels(self.bundle).inc()
                             self.errors += 1
                     self.latency.labels(OTHER_BUNDLE).observe(OTHER_LATENCY)
                     self.frames.labels(OTHER_BUNDLE).inc()
