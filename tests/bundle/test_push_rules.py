@@ -31,7 +31,7 @@ def push(bundle: Path, ref: str) -> tuple[str, str]:
 def test_same_inputs_same_digest_and_nothing_reuploaded(registry: Registry, bundle_dir: Path, tmp_path: Path,
                                                         tiny_layout: Path) -> None:
     ref = f"{registry.host}/repro/tiny:0.1.0"
-    first, log1 = push(bundle_dir, ref)
+    first, _log1 = push(bundle_dir, ref)
     second, log2 = push(bundle_dir, ref)
     assert first == second
     assert "0 blobs uploaded" in log2
@@ -62,7 +62,7 @@ def _index(registry: Registry, repo: str, ref: str) -> dict[str, Any]:
 
 def test_docker_registry_source_is_mounted(registry: Registry, bundle_dir: Path, tmp_path: Path,
                                            tiny_layout: Path) -> None:
-    first, _ = push(bundle_dir, f"{registry.host}/src/origin:0.1.0")
+    _first, _ = push(bundle_dir, f"{registry.host}/src/origin:0.1.0")
     index = _index(registry, "src/origin", "0.1.0")
     amd64 = index["manifests"][0]["digest"]
     meta = dict(BASE_METADATA, name="remote-sourced", images=[

@@ -37,13 +37,13 @@ def pushed(registry: Registry, example_layout: Path, tmp_path_factory: pytest.Te
 
 
 def test_push_prints_digest_pinned_reference(pushed: tuple[str, str, Path], registry: Registry) -> None:
-    ref, pinned, _ = pushed
+    _ref, pinned, _ = pushed
     assert pinned.startswith(f"{registry.host}/alice/bird-detector@sha256:")
     assert registry.tags("alice/bird-detector") == ["1.2.0"]
 
 
 def test_skopeo_sees_index_with_both_platforms_and_model(pushed: tuple[str, str, Path]) -> None:
-    ref, pinned, _ = pushed
+    ref, _pinned, _ = pushed
     raw = json.loads(run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"]).stdout)
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert raw["artifactType"] == "application/vnd.waggle.ecr.bundle.v1+json"
@@ -87,7 +87,7 @@ def test_podman_pulls_amd64_and_runs_plugin(pushed: tuple[str, str, Path], tmp_p
 def test_oras_pulls_model_file_byte_identical(pushed: tuple[str, str, Path], tmp_path: Path) -> None:
     import oras.client
 
-    ref, pinned, root = pushed
+    ref, _pinned, root = pushed
     index = json.loads(run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"]).stdout)
     model_digest = index["manifests"][2]["digest"]
     repo = ref.rsplit(":", 1)[0]

@@ -15,7 +15,7 @@ import pytest
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.remote import fetch_bundle
-from ecr_oci.profile import PrometheusClient, ProfileContext, Window, Workload, detect_hardware, profile_prometheus
+from ecr_oci.profile import ProfileContext, PrometheusClient, Window, Workload, detect_hardware, profile_prometheus
 from ecr_oci.profile.attach import attach_profile, list_profiles
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import parse_reference
