@@ -112,3 +112,56 @@ def build_tiny_layout(layout: Path, work: Path, archs: tuple[str, ...] = ("amd64
 
 def oci_index(layout: Path) -> dict[str, object]:
     return dict(json.loads((layout / "index.json").read_text()))
+
+
+@dataclass
+class DockerEngine:
+    """A private dockerd (vfs storage, no bridge/iptables) and the DOCKER_HOST to reach it."""
+
+    root: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def env(self) -> dict[str, str]:
+        import os
+
+        return {**os.environ, "DOCKER_HOST": f"unix://{self.root}/sock"}
+
+    def docker(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        subprocess.run(["umount", str(self.root / "exec" / "netns" / "default")], capture_output=True, check=False)
+
+
+def start_dockerd(root: Path, insecure_registry: str) -> DockerEngine | str:
+    """Start dockerd with the flags that work on these machines; a reason string when it cannot."""
+    if not shutil.which("dockerd") or not shutil.which("docker"):
+        return "dockerd is not installed (apt-get install docker.io)"
+    root.mkdir(parents=True, exist_ok=True)
+    log = (root / "dockerd.log").open("wb")
+    proc = subprocess.Popen(
+        ["dockerd", "--iptables=false", "--ip-masq=false", "--bridge=none", "--storage-driver=vfs",
+         "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile", str(root / "pid"),
+         "-H", f"unix://{root}/sock", "--insecure-registry", insecure_registry],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    engine = DockerEngine(root, proc)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"dockerd exited: {(root / 'dockerd.log').read_text()[-500:]}"
+        ok = subprocess.run(["docker", "info"], capture_output=True, env=engine.env, timeout=30).returncode == 0
+        if ok:
+            return engine
+        time.sleep(0.5)
+    engine.stop()
+    return "dockerd did not answer within 60 s"

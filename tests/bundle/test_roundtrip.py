@@ -145,3 +145,28 @@ def test_ecr_pull_model_only_and_inspect_json(pushed: tuple[str, str, Path], tmp
 def test_ls_and_tags(pushed: tuple[str, str, Path], registry: Registry) -> None:
     assert "alice/bird-detector" in ecr("ls", registry.host).stdout.split()
     assert ecr("tags", f"{registry.host}/alice/bird-detector").stdout.split() == ["1.2.0"]
+
+
+def test_docker_pull_and_run_of_bundle_tag(pushed: tuple[str, str, Path], tmp_path_factory: pytest.TempPathFactory,
+                                           registry: Registry) -> None:
+    """A real Docker engine picks the amd64 image out of the bundle index and runs the plugin."""
+    import tempfile
+
+    from tests.support import start_dockerd
+
+    if os.uname().machine != "x86_64":
+        pytest.skip("the runnable check needs an amd64 host")
+    ref, _, root = pushed
+    engine = start_dockerd(Path(tempfile.mkdtemp(prefix="ecr-dk-", dir="/tmp")), registry.host)
+    if isinstance(engine, str):
+        pytest.skip(engine)
+    try:
+        engine.docker("pull", ref)
+        arch = engine.docker("image", "inspect", "--format", "{{.Architecture}}", ref).stdout.strip()
+        assert arch == "amd64"
+        out = engine.docker("run", "--rm", "--network", "none", "-e", "FRAMES=2",
+                            "-v", f"{root / 'model'}:/app/model:ro", ref).stdout
+        assert "summary frames=2" in out
+    finally:
+        engine.stop()
+        shutil.rmtree(engine.root, ignore_errors=True)
