@@ -75,7 +75,7 @@ ECR_BUILD_TOOLCHAIN = ECR_PREFIX + "build.toolchain"
 ECR_BUILD_ARGS = ECR_PREFIX + "build.args"
 ECR_BUILD_RECIPE = ECR_PREFIX + "build.recipe"
 ECR_DOI = ECR_PREFIX + "doi"
-ECR_ROLE = ECR_PREFIX + "role"  # on index entries: "code" or "model"
+ECR_ROLE = ECR_PREFIX + "role"  # on the index entry of the model manifest: "model"
 ECR_LAYER_ROLE = ECR_PREFIX + "layer.role"  # on model-manifest layers: model, source, data
 
 SPEC_VERSION = "1"

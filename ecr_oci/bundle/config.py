@@ -163,6 +163,8 @@ def load_config(path: Path) -> BundleConfig:
 def _normalise(document: dict[str, Any]) -> dict[str, Any]:
     """YAML turns ``version: 1.0`` into a float and dates into datetimes; undo what is safe."""
     out = dict(document)
+    if isinstance(out.get("version"), int | float):
+        out["version"] = str(out["version"])  # `version: 1.0` -> "1.0", then the semver check explains
     created = out.get("created")
     if created is not None and not isinstance(created, str):
         out["created"] = created.isoformat().replace("+00:00", "Z")

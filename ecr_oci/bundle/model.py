@@ -20,6 +20,7 @@ from ecr_oci.bundle.annotations import annotations_for
 from ecr_oci.bundle.archive import write_archive
 from ecr_oci.bundle.config import BundleConfig
 from ecr_oci.digest import sha256_bytes, sha256_file
+from ecr_oci.errors import ValidationError
 from ecr_oci.oci import Blob, ManifestBlob, bytes_reader, canonical_json, descriptor, file_reader
 from ecr_oci.sources import image_source
 
@@ -78,6 +79,10 @@ def _expand(config: BundleConfig, key: str) -> list[Path]:
             files += sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.as_posix())
         else:
             files.append(path)
+    root = config.root.resolve()
+    for file in files:
+        if root not in file.resolve().parents:
+            raise ValidationError(f"{file.relative_to(config.root)} points outside the bundle directory", field=key)
     return files
 
 
@@ -103,8 +108,6 @@ def _model_layers(config: BundleConfig, scratch: Path) -> list[Blob]:
     titles = [layer.annotations[mt.OCI_TITLE] for layer in layers]
     duplicates = {t for t in titles if titles.count(t) > 1}
     if duplicates:
-        from ecr_oci.errors import ValidationError
-
         raise ValidationError(f"files listed twice: {', '.join(sorted(duplicates))}")
     return layers
 

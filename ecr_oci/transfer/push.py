@@ -25,6 +25,12 @@ class PushReport:
     bytes_uploaded: int = 0
 
 
+def version_tag(version: str) -> str:
+    """The default tag for a version: OCI tags cannot hold ``+``, so build metadata
+    (``1.2.0+b.7``) becomes ``1.2.0_b.7``, the convention Helm uses too."""
+    return version.replace("+", "_")
+
+
 def push_blob(client: RegistryClient, repository: str, blob: Blob, report: PushReport,
               progress: TransferProgress) -> None:
     """Make ``blob`` present in ``repository`` with the least traffic possible."""
@@ -59,7 +65,7 @@ def push_bundle(
         RegistryError: the registry refused something; no tag then points at a
             partial bundle (blobs already sent stay, unreferenced, for a retry to reuse).
     """
-    tag = target.tag or bundle.version
+    tag = target.tag or version_tag(bundle.version)
     report = PushReport(reference=target.with_tag(tag).with_digest(bundle.digest))
     progress = progress or TransferProgress(enabled=False)
     with progress, ThreadPoolExecutor(max_workers=parallel) as pool:
