@@ -27,6 +27,7 @@ app.command()(registry.logout)
 app.command()(trust_cli.keygen)
 app.command()(trust_cli.sign)
 app.command()(trust_cli.verify)
+app.add_typer(trust_cli.provenance_app, name="provenance")
 app.add_typer(profile.app, name="profile")
 app.command()(profile.run)
 

@@ -94,6 +94,9 @@ def pull(
     username: Username = None,
     password_stdin: PasswordStdin = False,
     quiet: Quiet = False,
+    require_signature: Annotated[Path | None, typer.Option(
+        "--require-signature", metavar="PUBKEY",
+        help="Refuse (exit 9) unless the bundle is signed by this public key; checked before any download.")] = None,
 ) -> None:
     """Fetch one platform's image (as an OCI layout in OUT/image) and the model files.
 
@@ -104,6 +107,10 @@ def pull(
     chosen = None if model_only else Platform.parse(platform or host_platform())
     client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
                          username=username, password_stdin=password_stdin)
+    if require_signature is not None:
+        from ecr_oci.trust.verify import require_signature as verified_reference
+
+        ref = verified_reference(client, ref, require_signature)  # pinned: a moved tag cannot swap content
     report = pull_bundle(client, ref, output, platform=chosen, model_only=model_only,
                          progress=TransferProgress(not quiet))
     err.print(f"pulled {len(report.files)} blobs ({human_size(report.bytes_downloaded)}) into {output}")
