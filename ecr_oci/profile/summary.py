@@ -61,7 +61,7 @@ class Hardware:
 
     model: str  # e.g. "NVIDIA Jetson Xavier NX Developer Kit"
     arch: str  # OCI architecture: amd64, arm64, ...
-    memory_bytes: int
+    memory_bytes: int | None  # None when unknown (no inventory, no node_exporter metrics)
     accelerator: str | None = None  # e.g. "nvidia-volta-384"; None when CPU only
 
 

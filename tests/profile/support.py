@@ -145,15 +145,20 @@ def _die_with_parent() -> None:
 class PrometheusServer:
     """A real Prometheus process scraping *targets* every second, with a `node` target label."""
 
-    def __init__(self, workdir: Path, targets: list[str], node: str = NODE) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, targets: list[str], node: str = NODE, *,
+                 nodes: dict[str, str] | None = None, port: int | None = None) -> None:
+        """Scrape *targets* labelled ``node``, or each target of *nodes* with its own node id."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
-        static = "\n".join(f"          - '{t}'" for t in targets)
+        by_target = nodes or dict.fromkeys(targets, node)
+        static = "".join(
+            f"      - targets: ['{t}']\n        labels:\n          node: {n}\n" for t, n in by_target.items()
+        )
         config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
             "scrape_configs:\n  - job_name: plugin\n    static_configs:\n"
-            + (f"      - targets:\n{static}\n        labels:\n          node: {node}\n" if targets else "      []\n")
+            + (static or "      []\n")
         )
         self.log = workdir / "prometheus.log"
         with self.log.open("wb") as log:

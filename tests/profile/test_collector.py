@@ -1,0 +1,102 @@
+"""Acceptance: the automatic collector attaches profiles for two nodes on its own, never
+twice for the same window, and survives Prometheus going away and coming back."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ecr_oci.bundle.remote import fetch_bundle
+from ecr_oci.profile import PrometheusClient
+from ecr_oci.profile.attach import list_profiles
+from ecr_oci.profile.collector import CatalogLocator, Collector, CycleReport
+from ecr_oci.registry.client import RegistryClient
+from ecr_oci.registry.reference import parse_reference
+from tests.conftest import write_bundle
+from tests.profile.support import Exporter, PrometheusServer
+from tests.support import Registry
+
+INTERVAL = 4.0
+NODES = ("W0A1", "W0B2")
+
+
+def _after_next_boundary(margin: float = 1.5) -> datetime:
+    """Sleep until a window boundary has passed and Prometheus scraped past it."""
+    now = time.time()
+    boundary = (math.floor(now / INTERVAL) + 1) * INTERVAL
+    time.sleep(boundary + margin - now)
+    return datetime.now(UTC)
+
+
+def _cycle_until_both(collector: Collector) -> tuple[datetime, CycleReport]:
+    """Cycles until one attaches both nodes: a window right after (re)start may hold too
+    few scrapes for a node, which the collector rightly skips."""
+    for _ in range(4):
+        now = _after_next_boundary()
+        report = collector.run_once(now)
+        if len(report.attached) == 2:
+            return now, report
+    raise AssertionError(f"no window attached both nodes; last: {report}")
+
+
+def test_collector_two_nodes_no_duplicates_survives_prometheus_outage(
+    registry: Registry, tiny_layout: Path, tmp_path: Path, prometheus_binary: str
+) -> None:
+    root = write_bundle(tmp_path / "b", tiny_layout)
+    ref = f"{registry.host}/fleet/watched:0.1.0"
+    pinned = subprocess.run(["ecr", "push", "-q", str(root), ref], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    digest = pinned.split("@")[1]
+    exporters = [Exporter(bundle=digest) for _ in NODES]
+    prometheus: PrometheusServer | None = None
+    try:
+        targets = {}
+        for exporter, node in zip(exporters, NODES, strict=True):
+            exporter.start_workload()
+            targets[exporter.serve("prometheus").split("/")[2]] = node
+        prom_dir = tmp_path / "prom"
+        prom_dir.mkdir()
+        prometheus = PrometheusServer(prom_dir, [], nodes=targets)
+        prometheus.wait_for(f'count(count by (node) (ecr_inference_seconds_count{{bundle="{digest}"}}))', 2)
+        client = RegistryClient(registry.host)
+        collector = Collector(PrometheusClient(prometheus.url), client, CatalogLocator(client),
+                              interval=timedelta(seconds=INTERVAL))
+        bundle = fetch_bundle(client, parse_reference(ref))
+
+        now, first = _cycle_until_both(collector)
+        assert first.error is None, first.error
+        profiles = list_profiles(client, bundle)
+        assert sorted(p.summary.node for p in profiles) == sorted(NODES)
+        assert {p.summary.window for p in profiles} == {first.window}
+
+        again = collector.run_once(now)  # same window: same digests, nothing new
+        assert sorted(again.attached) == sorted(first.attached)
+        assert len(list_profiles(client, bundle)) == 2
+
+        port = prometheus.port
+        prometheus.stop()
+        down = collector.run_once(_after_next_boundary(0.2))
+        assert down.error and "not reachable" in down.error and not down.attached
+
+        prometheus = PrometheusServer(prom_dir, [], nodes=targets, port=port)
+        prometheus.wait_for(f'count(count by (node) (ecr_inference_seconds_count{{bundle="{digest}"}}))', 2)
+        _, _resumed = _cycle_until_both(collector)
+        assert len(list_profiles(client, bundle)) == 4
+    finally:
+        if prometheus:
+            prometheus.stop()
+        for exporter in exporters:
+            exporter.stop()
+
+
+def test_collector_background_thread_stops_cleanly(registry: Registry) -> None:
+    client = RegistryClient(registry.host)
+    collector = Collector(PrometheusClient("http://127.0.0.1:9"), client, CatalogLocator(client),
+                          interval=timedelta(seconds=1))
+    collector.start()
+    time.sleep(1.5)
+    collector.stop()
+    assert collector._thread is None
