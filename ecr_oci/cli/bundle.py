@@ -60,17 +60,22 @@ def push(
     password_stdin: PasswordStdin = False,
     quiet: Quiet = False,
     parallel: Annotated[int, typer.Option(min=1, max=16, help="Blobs transferred at once.")] = 4,
+    key: Annotated[Path | None, typer.Option(
+        "--key", envvar="ECR_SIGNING_KEY",
+        help="Sign the bundle (cosign format) and attach a signed SLSA provenance statement with this key.")] = None,
 ) -> None:
     """Build a bundle from PATH and push it; prints the reference pinned by digest.
 
     The tag defaults to the bundle version. Blobs the registry holds are skipped,
     blobs in another repository of the same registry are mounted, the rest are
-    uploaded in resumable chunks. The version tag is written last.
+    uploaded in resumable chunks. The version tag is written last. With --key the
+    bundle is signed and its provenance (in-toto/SLSA v1, DSSE) attached as a referrer.
     """
     config = load_config(path)
     target = parse_reference(reference, default_tag=None)
     if target.digest:
         raise typer.BadParameter("push to a tag, not a digest", param_hint="REFERENCE")
+    signing_key = _load_signing_key(key) if key else None  # a wrong password fails before any upload
     client = make_client(target.registry, plain_http=plain_http, insecure=insecure,
                          username=username, password_stdin=password_stdin)
     with tempfile.TemporaryDirectory(prefix="ecr-") as scratch:
@@ -80,7 +85,32 @@ def push(
         f"pushed {config.name} {config.version}: {len(report.uploaded)} blobs uploaded "
         f"({human_size(report.bytes_uploaded)}), {len(report.mounted)} mounted, {len(report.skipped)} already present"
     )
+    if signing_key is not None:
+        materials = [
+            {"uri": entry.source, "digest": {"sha256": image.digest.split(":", 1)[1]}, "name": str(entry.platform)}
+            for entry, image in zip(config.images, bundle.images, strict=True)
+        ]
+        _sign_and_attest(client, report.reference, signing_key, materials, config.data.get("build", {}).get("recipe"))
     out.print(report.reference.pinned())
+
+
+def _load_signing_key(path: Path) -> Any:
+    from ecr_oci.cli.trust import cosign_password
+    from ecr_oci.trust.keys import load_private_key
+
+    return load_private_key(path, lambda: cosign_password(confirm=False))
+
+
+def _sign_and_attest(client: Any, pushed: Any, key: Any, materials: list[dict[str, Any]], recipe: str | None) -> None:
+    """Sign the pushed index and attach its signed provenance statement."""
+    from ecr_oci.trust.provenance import attach_provenance, build_statement
+    from ecr_oci.trust.sign import sign_native
+
+    signed = sign_native(client, pushed.with_tag(pushed.tag), key)
+    remote = fetch_bundle(client, pushed)
+    statement = build_statement(remote, materials=materials, build_command=recipe.split() if recipe else None)
+    attached = attach_provenance(client, remote.reference, key, statement)
+    err.print(f"signed ({signed.referrer}) and attached provenance ({attached.referrer})")
 
 
 @handle_errors
