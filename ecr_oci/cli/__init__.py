@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+import ecr_oci.cli.admin as admin  # gateway management: ecr admin | repo | stage
+import ecr_oci.cli.serve as serve  # the gateway: ecr serve
 from ecr_oci import __version__
 from ecr_oci.cli import bundle, profile, registry
 from ecr_oci.cli import trust as trust_cli
@@ -24,6 +26,10 @@ app.command()(registry.ls)
 app.command()(registry.tags)
 app.command()(registry.login)
 app.command()(registry.logout)
+app.command()(serve.serve)
+app.add_typer(admin.admin_app, name="admin")
+app.add_typer(admin.repo_app, name="repo")
+app.add_typer(admin.stage_app, name="stage")
 app.command()(trust_cli.keygen)
 app.command()(trust_cli.sign)
 app.command()(trust_cli.verify)

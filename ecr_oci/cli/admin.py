@@ -1,0 +1,158 @@
+"""``ecr admin | repo | stage``: manage a gateway through its admin API.
+
+Every command takes ``--server``/``ECR_SERVER`` and credentials from
+``ECR_USERNAME``/``ECR_PASSWORD`` or the login stored for the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from ecr_oci.cli.common import Insecure, err, fail, handle_errors, out
+from ecr_oci.gateway.client import GatewayAdmin
+from ecr_oci.registry.auth import Credentials, lookup_credentials
+from ecr_oci.registry.reference import parse_reference
+
+admin_app = typer.Typer(help="Users, nodes, tokens and maintenance of an ECR gateway.", no_args_is_help=True)
+user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+node_app = typer.Typer(help="Node (robot) accounts bound to deployments.", no_args_is_help=True)
+repo_app = typer.Typer(help="Repository visibility and grants.", no_args_is_help=True)
+stage_app = typer.Typer(help="Bundle stages (submitted, tested-vw, tested-node, approved, deprecated).",
+                        no_args_is_help=True)
+admin_app.add_typer(user_app, name="user")
+admin_app.add_typer(node_app, name="node")
+
+Server = Annotated[str | None, typer.Option("--server", envvar="ECR_SERVER", help="Gateway HOST[:PORT] or URL.")]
+
+
+def _client(server: str | None, insecure: bool, fallback: str | None = None) -> GatewayAdmin:
+    server = server or fallback
+    if not server:
+        raise fail("no gateway: pass --server or set ECR_SERVER", 2)
+    username, password = os.environ.get("ECR_USERNAME"), os.environ.get("ECR_PASSWORD")
+    host = server.split("://", 1)[-1].rstrip("/")
+    creds = Credentials(username, password) if username and password is not None else lookup_credentials(host)
+    return GatewayAdmin(server, creds, verify_tls=not insecure)
+
+
+@user_app.command("add")
+@handle_errors
+def user_add(
+    name: Annotated[str, typer.Argument(help="User name (also their namespace).")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Create (or reset the password of) a user."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else typer.prompt("Password", hide_input=True)
+    _client(server, insecure).add_user(name, password, admin)
+    err.print(f"user {name} saved")
+
+
+@user_app.command("token")
+@handle_errors
+def user_token(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    label: Annotated[str, typer.Option("--label", help="What the token is for.")] = "",
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Create an API token for a user (use it as the password); prints it once."""
+    out.print(_client(server, insecure).add_token(name, label))
+
+
+@node_app.command("add")
+@handle_errors
+def node_add(
+    name: Annotated[str, typer.Argument(help="Node name, e.g. its VSN W0A1.")],
+    deployment: Annotated[list[str], typer.Option("--deployment", help="Deployment the node belongs to.")],
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Register a node; prints its credential (username = node name)."""
+    out.print(_client(server, insecure).add_node(name, deployment))
+
+
+@admin_app.command("reindex")
+@handle_errors
+def reindex(server: Server = None, insecure: Insecure = False) -> None:
+    """Rebuild the gateway's referrers index from the registry."""
+    count = _client(server, insecure).reindex()
+    err.print(f"{count} referrers indexed")
+
+
+@repo_app.command("set-visibility")
+@handle_errors
+def set_visibility(
+    repository: Annotated[str, typer.Argument(help="Repository, e.g. alice/poacher-watch.")],
+    visibility: Annotated[str, typer.Argument(help="public, protected or private.")],
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Set who may see and pull a repository."""
+    _client(server, insecure).set_visibility(repository, visibility)
+    err.print(f"{repository} is {visibility}")
+
+
+@repo_app.command("grant")
+@handle_errors
+def grant(
+    repository: Annotated[str, typer.Argument(help="Repository.")],
+    account: Annotated[str, typer.Argument(help="User name.")],
+    level: Annotated[str, typer.Argument(help="read, write or admin.")],
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Grant a user read, write or admin on a repository."""
+    _client(server, insecure).grant(repository, account, level)
+    err.print(f"{account} has {level} on {repository}")
+
+
+@repo_app.command("revoke")
+@handle_errors
+def revoke(
+    repository: Annotated[str, typer.Argument(help="Repository.")],
+    account: Annotated[str, typer.Argument(help="User name.")],
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Remove a user's grant on a repository."""
+    _client(server, insecure).grant(repository, account, None)
+    err.print(f"{account} has no grant on {repository}")
+
+
+@stage_app.command("set")
+@handle_errors
+def stage_set(
+    reference: Annotated[str, typer.Argument(help="HOST[:PORT]/REPOSITORY:TAG or @DIGEST")],
+    stage: Annotated[str, typer.Argument(help="submitted, tested-vw, tested-node, approved or deprecated.")],
+    deployment: Annotated[str, typer.Option("--deployment", help="Deployment (required for approved).")] = "",
+    evidence: Annotated[
+        list[str] | None, typer.Option("--evidence", help="KEY=VALUE, e.g. profile=sha256:... (repeatable).")
+    ] = None,
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Record a stage transition of a bundle (with evidence) in the audit trail."""
+    ref = parse_reference(reference)
+    pairs = dict(e.split("=", 1) for e in evidence or [] if "=" in e)
+    event = _client(server, insecure, ref.registry).set_stage(ref.repository, ref.reference, stage, deployment, pairs)
+    err.print(f"{ref.repository}@{event['digest']}: {stage}" + (f" for {deployment}" if deployment else ""))
+
+
+@stage_app.command("list")
+@handle_errors
+def stage_list(
+    repository: Annotated[str, typer.Argument(help="HOST[:PORT]/REPOSITORY")],
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Show a repository's stage audit trail (JSON)."""
+    ref = parse_reference(repository, default_tag=None)
+    out.print(json.dumps(_client(server, insecure, ref.registry).stages(ref.repository)["events"], indent=2))

@@ -1,0 +1,45 @@
+"""``ecr serve``: run the gateway (and, by default, the registry behind it)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ecr_oci.cli.common import fail
+
+
+def serve(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="State, keys, audit log, registry storage.")] = Path(
+        "ecr-data"
+    ),
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = "127.0.0.1:5000",
+    registry_url: Annotated[
+        str | None,
+        typer.Option("--registry-url", help="Front an existing registry instead of spawning Distribution."),
+    ] = None,
+    default_visibility: Annotated[
+        str, typer.Option("--default-visibility", help="Visibility of a repository created by its first push.")
+    ] = "public",
+    public_url: Annotated[
+        str | None, typer.Option("--public-url", help="Address clients use (e.g. https://ecr.example.org).")
+    ] = None,
+) -> None:
+    """Serve the Edge Code Repository gateway (token auth, policy, manifest gate, referrers).
+
+    The admin password is ECR_ADMIN_PASSWORD, else generated into DATA_DIR/admin-password.
+    """
+    from ecr_oci.gateway.app import serve as run
+
+    if default_visibility not in ("public", "protected", "private"):
+        raise fail("--default-visibility must be public, protected or private", 2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("ecr.audit").setLevel(logging.WARNING)  # the audit file has them
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request otherwise
+    try:
+        run(data_dir, listen, registry_url=registry_url, default_visibility=default_visibility,  # type: ignore[arg-type]
+            public_url=public_url)
+    except RuntimeError as exc:
+        raise fail(str(exc), 1) from None

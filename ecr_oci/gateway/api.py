@@ -1,0 +1,313 @@
+"""``/api/v1``: the JSON admin API and the catalog/search API.
+
+Authentication: HTTP Basic (password or API token) or a bearer token from
+``/auth/token``. Errors are ``{"error": message}`` with a 4xx status. The
+catalog/search answers are always filtered by what the caller may pull; a
+repository the caller may not see is answered like one that does not exist.
+The OpenAPI description is served at ``/api/v1/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ecr_oci import mediatypes as mt
+from ecr_oci.bundle.annotations import metadata_from
+from ecr_oci.gateway import passwords, referrers
+from ecr_oci.gateway.core import Gateway
+from ecr_oci.gateway.openapi import OPENAPI
+from ecr_oci.gateway.policy import PULL, Caller, can_manage
+from ecr_oci.gateway.stages import StageError, StagePolicy, current_stages, set_stage
+from ecr_oci.gateway.state import GRANT_LEVELS, VISIBILITIES, Account
+from ecr_oci.registry.client import MANIFEST_ACCEPT
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+async def _caller(request: Request, *, required: bool = True) -> Caller:
+    gateway: Gateway = request.app.state.gateway
+    caller, _claims, bad = await gateway.identify(request)
+    if bad or (required and caller.name is None):
+        raise ApiError("authentication required", 401)
+    return caller
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise ApiError("body: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError("body: must be a JSON object")
+    return data
+
+
+def _require_admin(caller: Caller) -> None:
+    if not (caller.kind == "user" and caller.admin):
+        raise ApiError("admin only", 403)
+
+
+def _handler(fn: Any) -> Any:
+    async def wrapped(request: Request) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        try:
+            return await fn(request, gateway)  # type: ignore[no-any-return]
+        except ApiError as exc:
+            headers = {"WWW-Authenticate": 'Basic realm="ecr"'} if exc.status == 401 else None
+            if exc.status in (401, 403):
+                gateway.metrics.denials.labels("api").inc()
+                gateway.audit.record(f"api.{fn.__name__}", actor="?", decision="deny", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+    return wrapped
+
+
+# --- accounts -------------------------------------------------------------------------
+async def whoami(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    return JSONResponse({"name": caller.name, "kind": caller.kind, "admin": caller.admin,
+                         "deployments": sorted(caller.deployments)})
+
+
+async def add_user(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    _require_admin(caller)
+    body = await _body(request)
+    name, password = str(body.get("name") or ""), str(body.get("password") or "")
+    if not name or "/" in name or ":" in name:
+        raise ApiError("name: required, without '/' or ':'")
+    if len(password) < 8:
+        raise ApiError("password: at least 8 characters")
+    if (existing := gateway.store.get_account(name)) is not None and existing.kind != "user":
+        raise ApiError(f"name: {name} is a {existing.kind}", 409)
+    gateway.store.add_account(Account(name=name, kind="user", admin=bool(body.get("admin")),
+                                      password_hash=passwords.hash_password(password)))
+    gateway.audit.record("user.add", actor=caller.label, decision="allow", user=name, admin=bool(body.get("admin")))
+    return JSONResponse({"name": name, "kind": "user", "admin": bool(body.get("admin"))}, status_code=201)
+
+
+async def add_token(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    name = request.path_params["name"]
+    if caller.name != name:
+        _require_admin(caller)
+    if gateway.store.get_account(name) is None:
+        raise ApiError(f"no account {name}", 404)
+    body = await _body(request)
+    secret = passwords.new_secret()
+    gateway.store.add_secret(name, passwords.secret_digest(secret), str(body.get("label") or ""))
+    gateway.audit.record("token.add", actor=caller.label, decision="allow", account=name)
+    return JSONResponse({"name": name, "token": secret}, status_code=201)
+
+
+async def add_node(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    _require_admin(caller)
+    body = await _body(request)
+    name = str(body.get("name") or "")
+    deployments = body.get("deployments") or []
+    if not name or "/" in name or ":" in name:
+        raise ApiError("name: required, without '/' or ':'")
+    if not isinstance(deployments, list) or not all(isinstance(d, str) and d for d in deployments):
+        raise ApiError("deployments: a list of names")
+    if (existing := gateway.store.get_account(name)) is not None and existing.kind != "node":
+        raise ApiError(f"name: {name} is a {existing.kind}", 409)
+    gateway.store.add_account(Account(name=name, kind="node", deployments=frozenset(deployments)))
+    secret = passwords.new_secret()
+    gateway.store.add_secret(name, passwords.secret_digest(secret), "node credential")
+    gateway.audit.record("node.add", actor=caller.label, decision="allow", node=name, deployments=deployments)
+    return JSONResponse({"name": name, "deployments": sorted(deployments), "credential": secret}, status_code=201)
+
+
+# --- repositories ---------------------------------------------------------------------
+def _managed(gateway: Gateway, caller: Caller, name: str) -> None:
+    facts = gateway.facts(name, caller)
+    if not can_manage(caller, facts):
+        # Same answer whether the repository exists or not.
+        raise ApiError(f"not allowed to manage {name}", 403)
+
+
+async def set_visibility(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    name = request.path_params["name"]
+    _managed(gateway, caller, name)
+    visibility = (await _body(request)).get("visibility")
+    if visibility not in VISIBILITIES:
+        raise ApiError(f"visibility: one of {', '.join(VISIBILITIES)}")
+    gateway.store.set_visibility(name, visibility)
+    gateway.audit.record("repo.visibility", actor=caller.label, decision="allow", repository=name,
+                         visibility=visibility)
+    return JSONResponse({"repository": name, "visibility": visibility})
+
+
+async def set_grant(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    name, account = request.path_params["name"], request.path_params["account"]
+    _managed(gateway, caller, name)
+    level = None
+    if request.method == "PUT":
+        level = (await _body(request)).get("level")
+        if level not in GRANT_LEVELS:
+            raise ApiError(f"level: one of {', '.join(GRANT_LEVELS)}")
+        if gateway.store.get_account(account) is None:
+            raise ApiError(f"no account {account}", 404)
+    if gateway.store.get_repository(name) is None:
+        gateway.store.ensure_repository(name, "private")
+    gateway.store.set_grant(name, account, level)
+    gateway.audit.record("repo.grant", actor=caller.label, decision="allow", repository=name, account=account,
+                         level=level)
+    return JSONResponse({"repository": name, "account": account, "level": level})
+
+
+# --- stages ---------------------------------------------------------------------------
+async def _resolve(gateway: Gateway, repository: str, reference: str) -> str:
+    resp = await gateway.upstream.head(f"/v2/{repository}/manifests/{reference}", repository, MANIFEST_ACCEPT)
+    digest = resp.headers.get("docker-content-digest")
+    if resp.status_code != 200 or not digest:
+        raise ApiError(f"{repository}:{reference} not found", 404)
+    return str(digest)
+
+
+async def post_stage(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    body = await _body(request)
+    repository, reference = str(body.get("repository") or ""), str(body.get("reference") or "")
+    if PULL not in gateway.allowed(caller, repository):
+        raise ApiError(f"{repository}:{reference} not found", 404)
+    digest = await _resolve(gateway, repository, reference)
+    evidence = body.get("evidence") or {}
+    if not isinstance(evidence, dict):
+        raise ApiError("evidence: must be an object")
+    policy = StagePolicy.load(gateway.config.data_dir / "stage-policy.json")
+    try:
+        event = await set_stage(gateway.upstream, gateway.store, policy, caller, repository, digest,
+                                str(body.get("stage") or ""), str(body.get("deployment") or ""), evidence)
+    except StageError as exc:
+        gateway.audit.record("stage.set", actor=caller.label, decision="deny", repository=repository,
+                             digest=digest, reason=str(exc))
+        raise ApiError(str(exc), exc.status) from None
+    gateway.audit.record("stage.set", actor=caller.label, decision="allow", repository=repository, digest=digest,
+                         stage=event.stage, deployment=event.deployment, evidence=evidence)
+    return JSONResponse(_event(event), status_code=201)
+
+
+def _event(event: Any) -> dict[str, Any]:
+    return {"repository": event.repository, "digest": event.digest, "stage": event.stage,
+            "deployment": event.deployment, "actor": event.actor, "at": event.at, "evidence": event.evidence}
+
+
+async def get_stages(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request, required=False)
+    name = request.path_params["name"]
+    if PULL not in gateway.allowed(caller, name):
+        raise ApiError(f"repository {name} not found", 404)
+    events = gateway.store.stage_events(name, request.query_params.get("digest"))
+    return JSONResponse({"repository": name, "events": [_event(e) for e in events]})
+
+
+async def reindex(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    _require_admin(caller)
+    count = await referrers.reindex(gateway.upstream, gateway.store)
+    gateway.audit.record("reindex", actor=caller.label, decision="allow", referrers=count)
+    return JSONResponse({"referrers": count})
+
+
+# --- catalog and search ---------------------------------------------------------------
+async def _bundle_versions(gateway: Gateway, repository: str) -> list[dict[str, Any]]:
+    out = []
+    for tag in await gateway.upstream.tags(repository):
+        if referrers.FALLBACK_TAG.match(tag) or tag.endswith((".sig", ".att", ".sbom")):
+            continue
+        manifest = await gateway.manifest(repository, tag)
+        if manifest is None:
+            continue
+        doc = json.loads(manifest.data)
+        if doc.get("artifactType") != mt.BUNDLE_ARTIFACT_TYPE:
+            continue
+        events = gateway.store.stage_events(repository, manifest.digest)
+        out.append({
+            "tag": tag,
+            "digest": manifest.digest,
+            "metadata": metadata_from(doc.get("annotations") or {}),
+            "platforms": [
+                "/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k))
+                for m in doc.get("manifests") or [] if (p := m.get("platform")) and p.get("os") != "unknown"
+            ],
+            "stages": current_stages(events),
+        })
+    return out
+
+
+def _matches(version: dict[str, Any], request: Request) -> bool:
+    q = request.query_params
+    meta = version["metadata"]
+    text = " ".join(str(meta.get(k, "")) for k in ("name", "description", "science")).lower()
+    keywords = [k.lower() for k in meta.get("keywords") or []]
+    if (term := q.get("q")) and term.lower() not in text and term.lower() not in keywords:
+        return False
+    if (kw := q.get("keyword")) and kw.lower() not in keywords:
+        return False
+    if (platform := q.get("platform")) and platform not in version["platforms"]:
+        return False
+    if (runtime := q.get("runtime")) and runtime not in (meta.get("runtime") or {}):
+        return False
+    if (hardware := q.get("hardware")) and hardware not in (meta.get("hardware") or {}):
+        return False
+    return not ((stage := q.get("stage")) and stage not in version["stages"].values())
+
+
+async def search(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request, required=False)
+    results = []
+    for repository in await gateway.upstream.catalog():
+        if PULL not in gateway.allowed(caller, repository):
+            continue
+        if (name := request.query_params.get("name")) and name not in repository:
+            continue
+        versions = [v for v in await _bundle_versions(gateway, repository) if _matches(v, request)]
+        if versions:
+            results.append({"repository": repository, "versions": versions})
+    return JSONResponse({"bundles": results})
+
+
+async def bundle_detail(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request, required=False)
+    name = request.path_params["name"]
+    if PULL not in gateway.allowed(caller, name):
+        raise ApiError(f"repository {name} not found", 404)
+    versions = await _bundle_versions(gateway, name)
+    if not versions:
+        raise ApiError(f"repository {name} not found", 404)
+    for version in versions:
+        version["referrers"] = [r.descriptor() for r in gateway.store.referrers(name, version["digest"])]
+    return JSONResponse({"repository": name, "versions": versions})
+
+
+async def openapi(request: Request, gateway: Gateway) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+routes = [
+    Route("/api/v1/openapi.json", _handler(openapi)),
+    Route("/api/v1/whoami", _handler(whoami)),
+    Route("/api/v1/users", _handler(add_user), methods=["POST"]),
+    Route("/api/v1/users/{name}/tokens", _handler(add_token), methods=["POST"]),
+    Route("/api/v1/nodes", _handler(add_node), methods=["POST"]),
+    Route("/api/v1/repositories/{name:path}/visibility", _handler(set_visibility), methods=["PUT"]),
+    Route("/api/v1/repositories/{name:path}/grants/{account}", _handler(set_grant), methods=["PUT", "DELETE"]),
+    Route("/api/v1/repositories/{name:path}/stages", _handler(get_stages)),
+    Route("/api/v1/stages", _handler(post_stage), methods=["POST"]),
+    Route("/api/v1/admin/reindex", _handler(reindex), methods=["POST"]),
+    Route("/api/v1/bundles", _handler(search)),
+    Route("/api/v1/bundles/{name:path}", _handler(bundle_detail)),
+]

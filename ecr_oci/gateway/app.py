@@ -1,0 +1,111 @@
+"""Assembling and running the gateway (what ``ecr serve`` calls)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ecr_oci.gateway import api
+from ecr_oci.gateway.core import ISSUER, Gateway, GatewayConfig
+from ecr_oci.gateway.proxy import v2
+from ecr_oci.gateway.state import Visibility
+from ecr_oci.gateway.tokens import SigningKey
+from ecr_oci.gateway.tokenserver import token_endpoint
+from ecr_oci.gateway.upstream import EmbeddedRegistry
+
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+log = logging.getLogger("ecr.gateway")
+
+
+async def _metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    """The ASGI application serving ``/v2``, ``/auth/token``, ``/api/v1``, ``/metrics``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v2", v2, methods=_METHODS),
+            Route("/v2/{rest:path}", v2, methods=_METHODS),
+            Route("/auth/token", token_endpoint, methods=["GET", "POST"]),
+            Route("/metrics", _metrics),
+            Route("/healthz", _health),
+            *api.routes,
+        ],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def serve(
+    data_dir: Path,
+    listen: str,
+    *,
+    registry_url: str | None = None,
+    default_visibility: Visibility = "public",
+    public_url: str | None = None,
+) -> None:
+    """Run the gateway until interrupted (and the embedded registry with it).
+
+    Args:
+        data_dir: state, keys, audit log, and the embedded registry's storage.
+        listen: ``HOST:PORT`` to listen on.
+        registry_url: front this registry instead of spawning one. It must trust
+            ``<data-dir>/keys/upstream-cert.pem`` (service ``ecr-registry``, issuer
+            ``ecr-gateway``) or accept anonymous requests on a private network.
+        default_visibility: visibility of repositories created by a first push.
+        public_url: the address clients use (for the registry's own challenge realm).
+
+    Raises:
+        RuntimeError: the embedded registry cannot start.
+    """
+    host, _, port = listen.rpartition(":")
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedRegistry | None = None
+    if registry_url is None:
+        upstream_key = SigningKey(data_dir / "keys", "upstream")
+        realm = f"{public_url or 'http://' + listen}/auth/token"
+        embedded = EmbeddedRegistry(data_dir, issuer=ISSUER, cert_path=upstream_key.cert_path, realm=realm)
+        embedded.start()
+        registry_url = embedded.url
+    try:
+        gateway = Gateway(GatewayConfig(data_dir=data_dir, registry_url=registry_url,
+                                        default_visibility=default_visibility, public_url=public_url,
+                                        storage_dir=embedded.storage if embedded else None))
+        if where := gateway.bootstrap_admin():
+            log.warning("created user 'admin' (password: %s)", where)
+        config = uvicorn.Config(
+            create_app(gateway),
+            host=host or "127.0.0.1",
+            port=int(port),
+            proxy_headers=True,  # X-Forwarded-Proto/For from a TLS reverse proxy
+            forwarded_allow_ips="127.0.0.1",
+            log_level="warning",
+            access_log=False,
+        )
+        # uvicorn turns SIGTERM/SIGINT into a graceful shutdown; the registry stops after.
+        uvicorn.Server(config).run()
+    finally:
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,252 @@
+"""The gateway's shared parts: configuration, identities, and OCI error responses."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ecr_oci.digest import sha256_bytes
+from ecr_oci.gateway import passwords, policy
+from ecr_oci.gateway.audit import AuditLog
+from ecr_oci.gateway.cache import CachedManifest, ManifestCache
+from ecr_oci.gateway.metrics import Metrics
+from ecr_oci.gateway.policy import ANONYMOUS, Caller, RepoFacts, Rule
+from ecr_oci.gateway.state import Account, SqliteStore, StateStore, Visibility
+from ecr_oci.gateway.storage import LocalBlobs
+from ecr_oci.gateway.tokens import SigningKey, TokenIssuer, granted
+from ecr_oci.gateway.upstream import UPSTREAM_SERVICE, Upstream
+from ecr_oci.registry.client import MANIFEST_ACCEPT
+
+SERVICE = "ecr"
+ISSUER = "ecr-gateway"
+ADMIN_USER = "admin"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Settings of one gateway.
+
+    Attributes:
+        data_dir: state database, keys, audit log (and the embedded registry's storage).
+        registry_url: the registry behind the gateway (set once it is running).
+        default_visibility: visibility of a repository created by its first push.
+        token_ttl: lifetime of client tokens, seconds.
+        max_manifest_bytes: larger manifest PUTs are refused (SIZE_INVALID).
+        public_url: the address clients use (``https://ecr.example.org``); None: taken
+            from each request (``Host``, ``X-Forwarded-Proto``/``-Host`` of a proxy).
+        storage_dir: the registry's filesystem storage when this gateway owns it
+            (embedded mode): blob reads are then served from the files.
+    """
+
+    data_dir: Path
+    registry_url: str
+    default_visibility: Visibility = "public"
+    token_ttl: int = 300
+    max_manifest_bytes: int = 4 << 20
+    public_url: str | None = None
+    storage_dir: Path | None = None
+
+
+def oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An OCI distribution error response (``{"errors": [...]}``)."""
+    body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+class Gateway:
+    """Everything a request handler needs, built once per process.
+
+    Args:
+        config: the settings.
+        store: the state store (default: SQLite in the data directory).
+        rules: the repository policy (default: :data:`policy.DEFAULT_POLICY`).
+    """
+
+    def __init__(self, config: GatewayConfig, store: StateStore | None = None, rules: Rule | None = None) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store: StateStore = store or SqliteStore(config.data_dir / "state.db")
+        keys = config.data_dir / "keys"
+        self.client_tokens = TokenIssuer(SigningKey(keys, "client"), issuer=ISSUER, audience=SERVICE,
+                                         ttl=config.token_ttl)
+        self.upstream_tokens = TokenIssuer(SigningKey(keys, "upstream"), issuer=ISSUER, audience=UPSTREAM_SERVICE)
+        self.upstream = Upstream(config.registry_url, self.upstream_tokens)
+        self.rules: Rule = rules or policy.DEFAULT_POLICY
+        self.node_content = policy.NodeContentRule(self.store)
+        self.audit = AuditLog(config.data_dir / "audit.log")
+        self.metrics = Metrics()
+        self.manifests = ManifestCache()
+        self.local_blobs = LocalBlobs(config.storage_dir) if config.storage_dir else None
+        # Verified tokens: a client sends the same token for many requests, and an RSA
+        # verification per request would dominate the gateway's own cost.
+        self._verified: dict[str, dict[str, Any]] = {}
+
+    async def close(self) -> None:
+        await self.upstream.close()
+        self.audit.close()
+
+    # --- bootstrap ------------------------------------------------------------------
+    def bootstrap_admin(self) -> str | None:
+        """Create the ``admin`` user on first start; returns where its password was written.
+
+        The password is ``ECR_ADMIN_PASSWORD`` when set, else generated and written to
+        ``<data-dir>/admin-password`` with mode 0600.
+        """
+        if self.store.get_account(ADMIN_USER) is not None:
+            return None
+        password = os.environ.get("ECR_ADMIN_PASSWORD")
+        where = "ECR_ADMIN_PASSWORD"
+        if not password:
+            password = secrets.token_urlsafe(18)
+            path = self.config.data_dir / "admin-password"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(password + "\n")
+            where = str(path)
+        self.store.add_account(
+            Account(name=ADMIN_USER, kind="user", admin=True, password_hash=passwords.hash_password(password))
+        )
+        return where
+
+    # --- identities -----------------------------------------------------------------
+    def _check_password(self, username: str, password: str) -> Caller | None:
+        account = None
+        if password.startswith(passwords.SECRET_PREFIX):
+            account = self.store.account_for_secret(passwords.secret_digest(password))
+            if account is not None and account.name != username:
+                account = None
+        if account is None:
+            candidate = self.store.get_account(username)
+            if candidate and candidate.password_hash and passwords.verify_password(password, candidate.password_hash):
+                account = candidate
+        if account is None:
+            return None
+        return Caller(name=account.name, kind=account.kind, admin=account.admin, deployments=account.deployments)
+
+    async def authenticate_basic(self, header: str) -> Caller | None:
+        """The caller a ``Basic`` header names, or None when the credentials are wrong."""
+        try:
+            raw = base64.b64decode(header.split(" ", 1)[1], validate=True).decode()
+        except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+            return None
+        username, sep, password = raw.partition(":")
+        if not sep:
+            return None
+        # scrypt takes tens of milliseconds: keep it off the event loop.
+        return await run_in_threadpool(self._check_password, username, password)
+
+    def caller_from_claims(self, claims: dict[str, Any]) -> Caller:
+        """Rebuild the caller from a verified token (accounts may have changed since)."""
+        sub = claims.get("sub") or ""
+        if not sub:
+            return ANONYMOUS
+        account = self.store.get_account(sub)
+        if account is None:
+            return ANONYMOUS
+        return Caller(name=account.name, kind=account.kind, admin=account.admin, deployments=account.deployments)
+
+    async def identify(self, request: Request) -> tuple[Caller, dict[str, Any] | None, bool]:
+        """Who sent ``request``: (caller, token claims or None, credentials-were-bad).
+
+        Bearer tokens are verified here; Basic credentials are accepted too (the admin
+        API and simple scripts use them).
+        """
+        header = request.headers.get("authorization", "")
+        scheme = header.split(" ", 1)[0].lower()
+        if scheme == "bearer":
+            claims = self._verify_cached(header.split(" ", 1)[1].strip() if " " in header else "")
+            if claims is None:
+                return ANONYMOUS, None, True
+            return self.caller_from_claims(claims), claims, False
+        if scheme == "basic":
+            caller = await self.authenticate_basic(header)
+            return (caller or ANONYMOUS), None, caller is None
+        return ANONYMOUS, None, False
+
+    def _verify_cached(self, token: str) -> dict[str, Any] | None:
+        """The claims of a valid client token (cached until it expires), else None."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if claims["exp"] > time.time():
+                return claims
+            del self._verified[token]
+        try:
+            claims = self.client_tokens.verify(token)
+        except jwt.InvalidTokenError:
+            return None
+        if len(self._verified) > 10000:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    # --- content ----------------------------------------------------------------------
+    async def manifest(self, repository: str, reference: str) -> CachedManifest | None:
+        """A manifest from the cache, else fetched from the registry (and cached); None if absent.
+
+        Callers check authorization first: the cache knows nothing of policy.
+        """
+        cached = self.manifests.get(repository, reference)
+        if cached is not None:
+            return cached
+        resp = await self.upstream.get_manifest(repository, reference, MANIFEST_ACCEPT)
+        if resp.status_code != 200 or len(resp.content) > self.config.max_manifest_bytes:
+            return None
+        digest = sha256_bytes(resp.content)
+        if reference.startswith("sha256:") and digest != reference:
+            return None
+        media_type = resp.headers.get("content-type", "").split(";")[0]
+        cached = CachedManifest(digest=digest, media_type=media_type, data=resp.content)
+        self.manifests.put(repository, reference, cached)
+        return cached
+
+    # --- policy ---------------------------------------------------------------------
+    def facts(self, repository: str, caller: Caller) -> RepoFacts:
+        return policy.facts(self.store, repository, caller)
+
+    def allowed(self, caller: Caller, repository: str) -> frozenset[str]:
+        """What ``caller`` may do to ``repository`` now."""
+        return self.rules.allowed(caller, self.facts(repository, caller))
+
+    def permits(self, caller: Caller, claims: dict[str, Any] | None, repository: str, action: str) -> bool:
+        """Whether a request may do ``action``: the token must grant it, and policy still allow it.
+
+        Re-checking policy means a revoked grant takes effect before the token expires.
+        """
+        if claims is not None and not granted(claims, "repository", repository, action):
+            return False
+        return action in self.allowed(caller, repository)
+
+    def challenge(self, request: Request, scope: str | None = None, error: str | None = None) -> dict[str, str]:
+        """The ``WWW-Authenticate`` header pointing clients at our token endpoint."""
+        value = f'Bearer realm="{self.public_base(request)}/auth/token",service="{SERVICE}"'
+        if scope:
+            value += f',scope="{scope}"'
+        if error:
+            value += f',error="{error}"'
+        return {"WWW-Authenticate": value, "Docker-Distribution-API-Version": "registry/2.0"}
+
+    def unauthorized(self, request: Request, scope: str | None, has_token: bool) -> Response:
+        """The one answer for 'not allowed' on a read: the same whether the repository exists or not."""
+        error = "insufficient_scope" if has_token else None
+        message = "authentication required" if not has_token else "insufficient scope"
+        return oci_error(401, "UNAUTHORIZED", message, self.challenge(request, scope, error))
+
+    def public_base(self, request: Request) -> str:
+        """The gateway's own address as the client sees it (behind a TLS proxy too)."""
+        if self.config.public_url:
+            return self.config.public_url.rstrip("/")
+        proto = request.headers.get("x-forwarded-proto") or request.url.scheme
+        host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+        return f"{proto}://{host}"

@@ -1,0 +1,81 @@
+"""The OpenAPI 3.1 description of ``/api/v1`` (served at ``/api/v1/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "Repository name, e.g. alice/bird-detector (slashes allowed)."}
+
+
+def _op(summary: str, *, body: str | None = None, params: list[dict[str, Any]] | None = None,
+        ok: str = "200", auth: str = "any") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "OK"}, "4XX": _ERROR},
+                          "x-ecr-auth": auth}
+    if body:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+_QUERY = [
+    {"name": k, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
+    for k, d in (
+        ("q", "Words in name, description, science text or keywords."),
+        ("name", "Substring of the repository name."),
+        ("keyword", "Exact keyword."),
+        ("platform", "os/arch[/variant] the bundle has an image for."),
+        ("runtime", "A runtime requirement key (e.g. torch)."),
+        ("hardware", "A hardware requirement key (e.g. camera)."),
+        ("stage", "A current stage (approved, tested-node, ...)."),
+    )
+]
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "ECR gateway API", "version": "1",
+             "description": "Admin and catalog API of the Edge Code Repository gateway. Authenticate with HTTP "
+                            "Basic (password or API token) or a bearer token from /auth/token. Catalog answers "
+                            "are filtered by what the caller may pull."},
+    "paths": {
+        "/api/v1/whoami": {"get": _op("The authenticated identity", auth="user or node")},
+        "/api/v1/users": {"post": _op("Create or update a user", body="NewUser", ok="201", auth="admin")},
+        "/api/v1/users/{account}/tokens": {"post": _op(
+            "Create an API token (usable as a password)", ok="201", auth="the account itself or admin",
+            params=[{"name": "account", "in": "path", "required": True, "schema": {"type": "string"}}])},
+        "/api/v1/nodes": {"post": _op("Register a node bound to deployments; answers its credential",
+                                      body="NewNode", ok="201", auth="admin")},
+        "/api/v1/repositories/{name}/visibility": {"put": _op(
+            "Set visibility", body="Visibility", params=[_NAME], auth="namespace owner, admin grantee or admin")},
+        "/api/v1/repositories/{name}/grants/{account}": {
+            "put": _op("Grant read, write or admin", body="Grant", params=[_NAME], auth="as visibility"),
+            "delete": _op("Revoke a grant", params=[_NAME], auth="as visibility")},
+        "/api/v1/repositories/{name}/stages": {"get": _op("Stage audit trail", params=[_NAME], auth="pull")},
+        "/api/v1/stages": {"post": _op("Record a stage transition", body="StageSet", ok="201",
+                                       auth="admin (owners: submitted, deprecated)")},
+        "/api/v1/admin/reindex": {"post": _op("Rebuild the referrers index from the registry", auth="admin")},
+        "/api/v1/bundles": {"get": _op("Search bundles", params=_QUERY, auth="anonymous allowed")},
+        "/api/v1/bundles/{name}": {"get": _op("Bundle versions, stages and referrers", params=[_NAME],
+                                              auth="pull")},
+    },
+    "components": {"schemas": {
+        "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+        "NewUser": {"type": "object", "required": ["name", "password"], "properties": {
+            "name": {"type": "string"}, "password": {"type": "string", "minLength": 8},
+            "admin": {"type": "boolean"}}},
+        "NewNode": {"type": "object", "required": ["name", "deployments"], "properties": {
+            "name": {"type": "string"}, "deployments": {"type": "array", "items": {"type": "string"}}}},
+        "Visibility": {"type": "object", "required": ["visibility"], "properties": {
+            "visibility": {"enum": ["public", "protected", "private"]}}},
+        "Grant": {"type": "object", "required": ["level"], "properties": {
+            "level": {"enum": ["read", "write", "admin"]}}},
+        "StageSet": {"type": "object", "required": ["repository", "reference", "stage"], "properties": {
+            "repository": {"type": "string"}, "reference": {"type": "string", "description": "tag or digest"},
+            "stage": {"enum": ["submitted", "tested-vw", "tested-node", "approved", "deprecated"]},
+            "deployment": {"type": "string"},
+            "evidence": {"type": "object", "additionalProperties": {"type": "string"}}}},
+    }},
+}

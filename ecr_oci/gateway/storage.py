@@ -1,0 +1,62 @@
+"""Serving blob reads straight from the embedded registry's filesystem storage.
+
+A Python proxy copying every byte from one socket to another costs several times
+the CPU of the registry's own sendfile path. When the gateway runs the embedded
+registry it owns its storage directory, so blob GET/HEAD (after authorization) are
+answered from the file itself, with Range support. The file is used only if the
+blob is *linked into the repository* (Distribution's ``_layers`` link), which is
+exactly the registry's own rule; anything else falls back to the proxy. The
+layout read here is Distribution's storage layout, identical in 2.8 and 3.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from starlette.responses import FileResponse
+
+_DIGEST = re.compile(r"^sha256:([a-f0-9]{64})$")
+
+
+class BlobFileResponse(FileResponse):
+    chunk_size = 1 << 20  # fewer trips through the event loop than the 64 KiB default
+
+
+class LocalBlobs:
+    """Blob files of a Distribution filesystem storage.
+
+    Args:
+        root: the storage ``rootdirectory``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._v2 = root / "docker" / "registry" / "v2"
+
+    def path(self, repository: str, digest: str) -> Path | None:
+        """The data file of ``digest`` if ``repository`` holds it, else None."""
+        match = _DIGEST.match(digest)
+        if match is None:
+            return None
+        hexdigest = match[1]
+        link = self._v2 / "repositories" / repository / "_layers" / "sha256" / hexdigest / "link"
+        data = self._v2 / "blobs" / "sha256" / hexdigest[:2] / hexdigest / "data"
+        try:
+            if link.read_text().strip() != digest:
+                return None
+        except OSError:
+            return None
+        return data if data.is_file() else None
+
+    def response(self, repository: str, digest: str) -> FileResponse | None:
+        """A (ranged) file response for the blob, or None to let the proxy answer."""
+        path = self.path(repository, digest)
+        if path is None:
+            return None
+        headers = {
+            "Docker-Content-Digest": digest,
+            "Cache-Control": "max-age=31536000",
+            "Docker-Distribution-API-Version": "registry/2.0",
+        }
+        response = BlobFileResponse(path, headers=headers, media_type="application/octet-stream")
+        return response

@@ -1,0 +1,74 @@
+"""``ecr serve --registry-url``: fronting a registry the gateway did not start.
+
+Here the registry is a plain Distribution without auth on a private loopback port;
+every byte goes through the streaming proxy (no local blob files).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ecr_oci.digest import sha256_bytes
+from tests.gateway.support import PASSWORDS, GatewayProcess, push_image
+from tests.support import Registry, start_registry
+
+
+@pytest.fixture(scope="module")
+def fronted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, Registry]]:
+    registry = start_registry(tmp_path_factory.mktemp("external-registry"))
+    gateway = GatewayProcess(tmp_path_factory.mktemp("external") / "data",
+                             extra_args=["--registry-url", registry.url])
+    gateway.start()
+    gateway.admin().add_user("alice", PASSWORDS["alice"])
+    gateway.admin().add_user("eve", PASSWORDS["eve"])
+    yield gateway, registry
+    gateway.stop()
+    registry.stop()
+
+
+def test_streaming_proxy_roundtrip(fronted: tuple[GatewayProcess, Registry], tmp_path: Path) -> None:
+    gw, registry = fronted
+    alice = gw.client("alice")
+    blob = os.urandom(5 << 20)
+    (tmp_path / "blob").write_bytes(blob)
+    digest = alice.upload_file("alice/ext", tmp_path / "blob")
+    assert digest == sha256_bytes(blob)
+    manifest_digest, _ = push_image(alice, "alice/ext", "1.0.0", payload=b"external")
+    assert registry.tags("alice/ext") == ["1.0.0"]
+    eve = gw.client("eve")
+    assert eve.get_blob("alice/ext", digest) == blob
+    part = gw.call("eve", "GET", f"/v2/alice/ext/blobs/{digest}", "repository:alice/ext:pull",
+                   headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == blob[100:200]
+    assert eve.get_manifest("alice/ext", "1.0.0").digest == manifest_digest
+    gw.admin("alice").set_visibility("alice/ext", "protected")
+    assert gw.call("eve", "GET", "/v2/_catalog", "registry:catalog:*").json()["repositories"] == []
+
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_memory_stays_flat_while_streaming(fronted: tuple[GatewayProcess, Registry], tmp_path: Path) -> None:
+    gw, _ = fronted
+    assert gw.proc is not None
+    alice = gw.client("alice")
+    alice.chunk_size = 256 << 20  # one PATCH carrying the whole blob: the gateway must not hold it
+    blob = tmp_path / "big"
+    with blob.open("wb") as fh:
+        for _ in range(24):
+            fh.write(os.urandom(8 << 20))  # 192 MiB
+    before = _peak_rss_kib(gw.proc.pid)
+    digest = alice.upload_file("alice/big", blob)
+    alice.download_blob("alice/big", digest, tmp_path / "back")
+    assert (tmp_path / "back").stat().st_size == blob.stat().st_size
+    grown_mib = (_peak_rss_kib(gw.proc.pid) - before) / 1024
+    assert grown_mib < 48, f"gateway peak memory grew by {grown_mib:.0f} MiB for a 192 MiB blob"

@@ -1,0 +1,77 @@
+"""The same credentials work for skopeo login, podman login, ecr login; API tokens too."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.support import GatewayProcess, password_of
+
+PODMAN = ["podman", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+
+
+def run(cmd: list[str], stdin: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, input=stdin,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo not installed")
+def test_skopeo_login_then_inspect(gw: GatewayProcess) -> None:
+    bad = run(["skopeo", "login", "--tls-verify=false", "-u", "bob", "--password-stdin", gw.host], stdin="nope\n")
+    assert bad.returncode != 0
+    ok = run(["skopeo", "login", "--tls-verify=false", "-u", "bob", "--password-stdin", gw.host],
+             stdin=password_of("bob", gw) + "\n")
+    assert ok.returncode == 0, ok.stderr
+    # the stored login is used: bob sees the protected repository he was granted
+    inspected = run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{gw.host}/alice/prot:1.0.0"])
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["schemaVersion"] == 2
+
+
+@pytest.mark.skipif(not shutil.which("podman") or not shutil.which("skopeo"), reason="podman/skopeo not installed")
+def test_podman_login_and_pull(gw: GatewayProcess, tmp_path: Path, tiny_layout: Path) -> None:
+    image = f"{gw.host}/alice/podman-prot:1.0.0"
+    pushed = run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds",
+                  f"alice:{password_of('alice', gw)}", f"oci:{tiny_layout}:amd64", f"docker://{image}"])
+    assert pushed.returncode == 0, pushed.stderr
+    gw.admin("alice").set_visibility("alice/podman-prot", "protected")
+    gw.admin("alice").grant("alice/podman-prot", "bob", "read")
+    runroot = tempfile.mkdtemp(prefix="ecr-gw-", dir="/tmp")  # podman wants a runroot under 50 chars
+    storage = ["--root", str(tmp_path / "root"), "--runroot", runroot]
+    try:
+        login = run([*PODMAN, *storage, "login", "--tls-verify=false", "-u", "bob", "--password-stdin", gw.host],
+                    stdin=password_of("bob", gw) + "\n")
+        assert login.returncode == 0, login.stderr
+        pulled = run([*PODMAN, *storage, "pull", "--arch", "amd64", "--tls-verify=false", image])
+        assert pulled.returncode == 0, pulled.stderr
+        relogin = run([*PODMAN, *storage, "login", "--tls-verify=false", "-u", "eve", "--password-stdin", gw.host],
+                      stdin=password_of("eve", gw) + "\n")
+        assert relogin.returncode == 0, relogin.stderr
+        denied = run([*PODMAN, *storage, "pull", "--arch", "amd64", "--tls-verify=false",
+                      f"{gw.host}/alice/podman-prot:1.0.0"])
+        assert denied.returncode != 0
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
+
+
+def test_api_token_works_as_password(gw: GatewayProcess) -> None:
+    created = run(["ecr", "admin", "user", "token", "carol", "--label", "ci"],
+                  env={"ECR_USERNAME": "carol", "ECR_PASSWORD": password_of("carol", gw), "ECR_SERVER": gw.host})
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("ecr_")
+    login = run(["ecr", "login", gw.host, "-u", "carol", "--password-stdin"], stdin=token + "\n")
+    assert login.returncode == 0, login.stderr
+    # someone else's token is not carol's password, nor a token under another name
+    assert run(["ecr", "login", gw.host, "-u", "eve", "--password-stdin"], stdin=token + "\n").returncode == 7
+    # only admins create tokens for others
+    other = run(["ecr", "admin", "user", "token", "eve"],
+                env={"ECR_USERNAME": "carol", "ECR_PASSWORD": password_of("carol", gw), "ECR_SERVER": gw.host})
+    assert other.returncode == 7
