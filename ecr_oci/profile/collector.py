@@ -32,8 +32,9 @@ from ecr_oci.registry.reference import Reference
 
 log = logging.getLogger("ecr.collector")
 
-# digest -> repository holding that bundle index, or None when unknown / not visible
-Locator = Callable[[str], str | None]
+# digest -> the repositories holding that bundle index (one bundle, pushed reproducibly,
+# can live in several); empty when unknown or not visible
+Locator = Callable[[str], list[str]]
 # node id -> hardware of that node (an inventory); None falls back to "unknown"
 HardwareOf = Callable[[str], Hardware | None]
 
@@ -54,19 +55,19 @@ class CatalogLocator:
 
     def __init__(self, client: RegistryClient) -> None:
         self._client = client
-        self._known: dict[str, str] = {}
+        self._known: dict[str, set[str]] = {}
 
-    def __call__(self, digest: str) -> str | None:
-        if digest in self._known:
-            return self._known[digest]
-        for repo in self._client.catalog():
-            for tag in self._client.tags(repo):
-                if tag.startswith("sha256-"):
-                    continue  # referrers/signature tags, never bundles
-                found = self._client.head_manifest(repo, tag)
-                if found:
-                    self._known[found] = repo
-        return self._known.get(digest)
+    def __call__(self, digest: str) -> list[str]:
+        if digest not in self._known:
+            self._known = {}
+            for repo in self._client.catalog():
+                for tag in self._client.tags(repo):
+                    if tag.startswith("sha256-"):
+                        continue  # referrers/signature tags, never bundles
+                    found = self._client.head_manifest(repo, tag)
+                    if found:
+                        self._known.setdefault(found, set()).add(repo)
+        return sorted(self._known.get(digest, ()))
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Collector:
         for pair in pairs:
             key = f"{pair.bundle}@{pair.node}"
             try:
-                digest = self._attach(pair.bundle, pair.node, window)
+                digests = self._attach(pair.bundle, pair.node, window)
             except EmptyWindowError:
                 report.skipped.append(key)
                 continue
@@ -128,25 +129,28 @@ class Collector:
                 log.warning("collector: %s on %s: %s", pair.bundle, pair.node, exc)
                 report.skipped.append(key)
                 continue
-            if digest:
-                report.attached.append(digest)
+            if digests:
+                report.attached += digests
             else:
                 report.skipped.append(key)
         return report
 
-    def _attach(self, bundle_digest: str, node: str, window: Window) -> str | None:
-        repo = self.locate(bundle_digest)
-        if repo is None:
+    def _attach(self, bundle_digest: str, node: str, window: Window) -> list[str]:
+        """Profile one (bundle, node) once, attach it in every repository holding the bundle."""
+        repos = self.locate(bundle_digest)
+        if not repos:
             log.info("collector: bundle %s (node %s) is not in this registry", bundle_digest, node)
-            return None
-        bundle = fetch_bundle(self.client, Reference(self.client.registry, repo, digest=bundle_digest))
-        if bundle.index.get("artifactType") != mt.BUNDLE_ARTIFACT_TYPE:
-            return None
+            return []
         hardware = self.hardware_of(node) or prometheus_hardware(self.prometheus, node, window)
         context = ProfileContext(bundle=bundle_digest, node=node, stage="node", hardware=hardware,
                                  workload=Workload(description="automatic collection from Prometheus"))
         result = profile_prometheus(self.prometheus, context, window)
-        return attach_profile(self.client, bundle, result)
+        attached = []
+        for repo in repos:
+            bundle = fetch_bundle(self.client, Reference(self.client.registry, repo, digest=bundle_digest))
+            if bundle.index.get("artifactType") == mt.BUNDLE_ARTIFACT_TYPE:
+                attached.append(attach_profile(self.client, bundle, result))
+        return attached
 
     def start(self) -> None:
         """Run cycles in a background thread until :meth:`stop`."""

@@ -15,12 +15,13 @@ from ecr_oci.profile.attach import list_profiles
 from ecr_oci.profile.collector import CatalogLocator, Collector, CycleReport
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import parse_reference
-from tests.conftest import write_bundle
+from tests.conftest import BASE_METADATA, write_bundle
 from tests.profile.support import Exporter, PrometheusServer
 from tests.support import Registry
 
 INTERVAL = 4.0
 NODES = ("W0A1", "W0B2")
+REPOS = 2
 
 
 def _after_next_boundary(margin: float = 1.5) -> datetime:
@@ -37,7 +38,7 @@ def _cycle_until_both(collector: Collector) -> tuple[datetime, CycleReport]:
     for _ in range(4):
         now = _after_next_boundary()
         report = collector.run_once(now)
-        if len(report.attached) == 2:
+        if len(report.attached) == 2 * REPOS:
             return now, report
     raise AssertionError(f"no window attached both nodes; last: {report}")
 
@@ -45,10 +46,13 @@ def _cycle_until_both(collector: Collector) -> tuple[datetime, CycleReport]:
 def test_collector_two_nodes_no_duplicates_survives_prometheus_outage(
     registry: Registry, tiny_layout: Path, tmp_path: Path, prometheus_binary: str
 ) -> None:
-    root = write_bundle(tmp_path / "b", tiny_layout)
+    # a bundle of its own (reproducible pushes give other tests' tiny bundles one digest),
+    # pushed to two repositories: profiles go to both
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="watched"))
     ref = f"{registry.host}/fleet/watched:0.1.0"
-    pinned = subprocess.run(["ecr", "push", "-q", str(root), ref], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    for target in (ref, f"{registry.host}/mirror/watched:0.1.0"):
+        pinned = subprocess.run(["ecr", "push", "-q", str(root), target], capture_output=True, text=True,
+                                check=True).stdout.strip()
     digest = pinned.split("@")[1]
     exporters = [Exporter(bundle=digest) for _ in NODES]
     prometheus: PrometheusServer | None = None
@@ -71,6 +75,8 @@ def test_collector_two_nodes_no_duplicates_survives_prometheus_outage(
         profiles = list_profiles(client, bundle)
         assert sorted(p.summary.node for p in profiles) == sorted(NODES)
         assert {p.summary.window for p in profiles} == {first.window}
+        mirror = fetch_bundle(client, parse_reference(f"{registry.host}/mirror/watched:0.1.0"))
+        assert sorted(p.digest for p in list_profiles(client, mirror)) == sorted(p.digest for p in profiles)
 
         again = collector.run_once(now)  # same window: same digests, nothing new
         assert sorted(again.attached) == sorted(first.attached)
