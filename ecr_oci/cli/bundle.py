@@ -26,6 +26,7 @@ from ecr_oci.cli.common import (
     make_client,
     out,
 )
+from ecr_oci.doi.record import find_records
 from ecr_oci.registry.reference import parse_reference
 from ecr_oci.transfer.progress import TransferProgress
 from ecr_oci.transfer.pull import pull_bundle
@@ -117,7 +118,7 @@ def _sign_and_attest(client: Any, pushed: Any, key: Any, materials: list[dict[st
 def pull(
     reference: Ref,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write into.")] = Path("."),
-    platform: Annotated[str | None, typer.Option(help="os/arch[/variant]; default: this machine's.")] = None,
+    platform: Annotated[str | None, typer.Option(help="os/arch or os/arch/variant; default: this machine's.")] = None,
     model_only: Annotated[bool, typer.Option("--model-only", help="Only the model/data files.")] = False,
     plain_http: PlainHttp = None,
     insecure: Insecure = False,
@@ -184,6 +185,7 @@ def inspect(
             for layer in model.get("layers", [])
         ]
     referrers = client.referrers(ref.repository, bundle.digest)
+    doi_records = find_records(client, ref.repository, bundle.digest, referrers)
     document = {
         "reference": bundle.reference.pinned(),
         "digest": bundle.digest,
@@ -199,6 +201,7 @@ def inspect(
             {"artifactType": r.get("artifactType"), "digest": r["digest"], "annotations": r.get("annotations", {})}
             for r in referrers
         ],
+        "doi": doi_records[0].doi if doi_records else None,  # newest DOI record referrer (ecr doi mint)
     }
     if as_json:
         print(json.dumps(document, indent=2, sort_keys=True))
@@ -217,6 +220,8 @@ def _print_inspect(doc: dict[str, Any]) -> None:
         if key in meta:
             value = meta[key]
             summary.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    if doc.get("doi") and doc["doi"] != meta.get("doi"):
+        summary.add_row("doi", f"{doc['doi']} (DOI record referrer)")
     out.print(summary)
     platforms = Table("platform", "manifest", "size", title="images")
     for p in doc["platforms"]:

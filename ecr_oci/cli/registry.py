@@ -45,7 +45,7 @@ def logout(registry: Annotated[str, typer.Argument(help="HOST[:PORT]")]) -> None
 
 @handle_errors
 def ls(
-    registry: Annotated[str, typer.Argument(help="HOST[:PORT][/PREFIX]: list repositories (under PREFIX).")],
+    registry: Annotated[str, typer.Argument(help="HOST[:PORT], or HOST[:PORT]/PREFIX to list only under PREFIX.")],
     plain_http: PlainHttp = None,
     insecure: Insecure = False,
     username: Username = None,
