@@ -26,11 +26,20 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option("--public-url", help="Address clients use (e.g. https://ecr.example.org).")
     ] = None,
+    collect_prometheus: Annotated[
+        str | None,
+        typer.Option("--collect-prometheus", envvar="ECR_COLLECT_PROMETHEUS",
+                     help="Prometheus URL: attach node profiles automatically for bundles seen running there."),
+    ] = None,
+    collect_interval: Annotated[
+        str, typer.Option("--collect-interval", help="Profile window and collection period (e.g. 5m).")
+    ] = "5m",
 ) -> None:
     """Serve the Edge Code Repository gateway (token auth, policy, manifest gate, referrers).
 
     The admin password is ECR_ADMIN_PASSWORD, else generated into DATA_DIR/admin-password.
     """
+    from ecr_oci.cli.profile import parse_duration
     from ecr_oci.gateway.app import serve as run
 
     if default_visibility not in ("public", "protected", "private"):
@@ -40,6 +49,7 @@ def serve(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request otherwise
     try:
         run(data_dir, listen, registry_url=registry_url, default_visibility=default_visibility,  # type: ignore[arg-type]
-            public_url=public_url)
+            public_url=public_url, collect_prometheus=collect_prometheus,
+            collect_interval=parse_duration(collect_interval))
     except RuntimeError as exc:
         raise fail(str(exc), 1) from None

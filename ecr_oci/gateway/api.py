@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.annotations import metadata_from
+from ecr_oci.errors import EcrError
 from ecr_oci.gateway import passwords, referrers
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.openapi import OPENAPI
 from ecr_oci.gateway.policy import PULL, Caller, can_manage
-from ecr_oci.gateway.stages import StageError, StagePolicy, current_stages, set_stage
+from ecr_oci.gateway.stages import StageError, StagePolicy, content_closure, current_stages, set_stage
 from ecr_oci.gateway.state import GRANT_LEVELS, VISIBILITIES, Account
+from ecr_oci.gateway.system import SYSTEM_USER, countersign
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 
 
@@ -197,7 +200,35 @@ async def post_stage(request: Request, gateway: Gateway) -> Response:
         raise ApiError(str(exc), exc.status) from None
     gateway.audit.record("stage.set", actor=caller.label, decision="allow", repository=repository, digest=digest,
                          stage=event.stage, deployment=event.deployment, evidence=evidence)
-    return JSONResponse(_event(event), status_code=201)
+    answer = _event(event)
+    if event.stage == "approved" and gateway.system is not None:
+        answer["countersignature"] = await _countersign(gateway, repository, digest, event.deployment)
+    return JSONResponse(answer, status_code=201)
+
+
+async def _countersign(gateway: Gateway, repository: str, digest: str, deployment: str) -> str | None:
+    """Sign an approved bundle with the gateway's key, then widen the approved content
+    to the signature so the deployment's nodes can verify it."""
+    assert gateway.system is not None
+    try:
+        referrer = await run_in_threadpool(countersign, gateway.system, gateway.countersign_key, repository,
+                                           digest, deployment)
+    except EcrError as exc:
+        gateway.audit.record("stage.countersign", actor=SYSTEM_USER, decision="error", repository=repository,
+                             digest=digest, reason=str(exc))
+        return None
+    closure = await content_closure(gateway.upstream, gateway.store, repository, digest)
+    signatures = await _resolve(gateway, repository, f"sha256-{digest[7:]}.sig")  # cosign's tag scheme
+    closure |= await content_closure(gateway.upstream, gateway.store, repository, signatures)
+    gateway.store.approve_content(repository, deployment, digest, closure)
+    gateway.audit.record("stage.countersign", actor=SYSTEM_USER, decision="allow", repository=repository,
+                         digest=digest, deployment=deployment, signature=referrer)
+    return referrer
+
+
+async def signing_key(request: Request, gateway: Gateway) -> Response:
+    """The gateway's countersigning public key (PEM): what nodes verify approvals with."""
+    return Response(gateway.countersign_key.public_pem(), media_type="application/x-pem-file")
 
 
 def _event(event: Any) -> dict[str, Any]:
@@ -307,6 +338,7 @@ routes = [
     Route("/api/v1/repositories/{name:path}/grants/{account}", _handler(set_grant), methods=["PUT", "DELETE"]),
     Route("/api/v1/repositories/{name:path}/stages", _handler(get_stages)),
     Route("/api/v1/stages", _handler(post_stage), methods=["POST"]),
+    Route("/api/v1/signing-key", _handler(signing_key)),
     Route("/api/v1/admin/reindex", _handler(reindex), methods=["POST"]),
     Route("/api/v1/bundles", _handler(search)),
     Route("/api/v1/bundles/{name:path}", _handler(bundle_detail)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -20,6 +21,8 @@ from ecr_oci.gateway.state import Visibility
 from ecr_oci.gateway.tokens import SigningKey
 from ecr_oci.gateway.tokenserver import token_endpoint
 from ecr_oci.gateway.upstream import EmbeddedRegistry
+from ecr_oci.profile import PrometheusClient
+from ecr_oci.profile.collector import CatalogLocator, Collector
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 log = logging.getLogger("ecr.gateway")
@@ -64,6 +67,8 @@ def serve(
     registry_url: str | None = None,
     default_visibility: Visibility = "public",
     public_url: str | None = None,
+    collect_prometheus: str | None = None,
+    collect_interval: float = 300.0,
 ) -> None:
     """Run the gateway until interrupted (and the embedded registry with it).
 
@@ -75,6 +80,8 @@ def serve(
             ``ecr-gateway``) or accept anonymous requests on a private network.
         default_visibility: visibility of repositories created by a first push.
         public_url: the address clients use (for the registry's own challenge realm).
+        collect_prometheus: a Prometheus to collect node profiles from, every
+            ``collect_interval`` seconds (windows aligned to it), as ``ecr-system``.
 
     Raises:
         RuntimeError: the embedded registry cannot start.
@@ -83,6 +90,7 @@ def serve(
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedRegistry | None = None
+    collector: Collector | None = None
     if registry_url is None:
         upstream_key = SigningKey(data_dir / "keys", "upstream")
         realm = f"{public_url or 'http://' + listen}/auth/token"
@@ -92,7 +100,8 @@ def serve(
     try:
         gateway = Gateway(GatewayConfig(data_dir=data_dir, registry_url=registry_url,
                                         default_visibility=default_visibility, public_url=public_url,
-                                        storage_dir=embedded.storage if embedded else None))
+                                        storage_dir=embedded.storage if embedded else None,
+                                        self_host=f"{host or '127.0.0.1'}:{port}"))
         if where := gateway.bootstrap_admin():
             log.warning("created user 'admin' (password: %s)", where)
         config = uvicorn.Config(
@@ -104,8 +113,22 @@ def serve(
             log_level="warning",
             access_log=False,
         )
+        collector = _collector(gateway, collect_prometheus, collect_interval) if collect_prometheus else None
+        if collector:
+            collector.start()
         # uvicorn turns SIGTERM/SIGINT into a graceful shutdown; the registry stops after.
         uvicorn.Server(config).run()
     finally:
+        if collector:
+            collector.stop()
         if embedded is not None:
             embedded.stop()
+
+
+def _collector(gateway: Gateway, prometheus: str, interval: float) -> Collector:
+    """The background profile collector, writing through this gateway as ``ecr-system``."""
+    assert gateway.system is not None
+    client = gateway.system.client()
+    log.info("collecting profiles from %s every %.0fs", prometheus, interval)
+    return Collector(PrometheusClient(prometheus), client, CatalogLocator(client),
+                     interval=timedelta(seconds=interval))

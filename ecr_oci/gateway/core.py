@@ -25,6 +25,7 @@ from ecr_oci.gateway.metrics import Metrics
 from ecr_oci.gateway.policy import ANONYMOUS, Caller, RepoFacts, Rule
 from ecr_oci.gateway.state import Account, SqliteStore, StateStore, Visibility
 from ecr_oci.gateway.storage import LocalBlobs
+from ecr_oci.gateway.system import CountersignKey, SystemIdentity
 from ecr_oci.gateway.tokens import SigningKey, TokenIssuer, granted
 from ecr_oci.gateway.upstream import UPSTREAM_SERVICE, Upstream
 from ecr_oci.registry.client import MANIFEST_ACCEPT
@@ -57,6 +58,7 @@ class GatewayConfig:
     max_manifest_bytes: int = 4 << 20
     public_url: str | None = None
     storage_dir: Path | None = None
+    self_host: str | None = None  # HOST:PORT it listens on: enables countersigning and collection
 
 
 def oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -89,6 +91,8 @@ class Gateway:
         self.metrics = Metrics()
         self.manifests = ManifestCache()
         self.local_blobs = LocalBlobs(config.storage_dir) if config.storage_dir else None
+        self.system = SystemIdentity(self.store, config.self_host) if config.self_host else None
+        self.countersign_key = CountersignKey(keys)
         # Verified tokens: a client sends the same token for many requests, and an RSA
         # verification per request would dominate the gateway's own cost.
         self._verified: dict[str, dict[str, Any]] = {}

@@ -158,6 +158,8 @@ class Collector:
             return
 
         def loop() -> None:
+            # The first window completes at the next boundary (and the service is up by then).
+            self._stop.wait(self._until_next_window())
             while not self._stop.is_set():
                 try:
                     report = self.run_once()

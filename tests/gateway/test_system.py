@@ -1,0 +1,95 @@
+"""The gateway acting on its own: countersigning approved bundles (issue: trust) and
+collecting node profiles from Prometheus in the background (issue: profiles)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from ecr_oci.bundle.remote import fetch_bundle
+from ecr_oci.profile.attach import list_profiles
+from ecr_oci.registry.reference import parse_reference
+from tests.conftest import BASE_METADATA, write_bundle
+from tests.gateway.support import GatewayProcess, password_of
+from tests.profile.support import Exporter, PrometheusServer, free_port
+
+
+def ecr(gw: GatewayProcess, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ECR_USERNAME": user, "ECR_PASSWORD": password_of(user, gw), "ECR_SERVER": gw.host}
+    return subprocess.run(["ecr", *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_approval_is_countersigned_and_nodes_can_require_it(gw: GatewayProcess, tiny_layout: Path,
+                                                           tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="countersigned"))
+    ref = f"{gw.host}/alice/countersigned:0.1.0"
+    pushed = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+    assert pushed.returncode == 0, pushed.stderr
+    gw.admin("alice").set_visibility("alice/countersigned", "protected")
+    key = tmp_path / "ecr.pub"
+    key.write_bytes(requests.get(f"{gw.url}/api/v1/signing-key", timeout=10).content)
+    assert key.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+
+    # before approval: nothing for the node to verify (or even see)
+    before = ecr(gw, "node-ok", "pull", "--require-signature", str(key), ref, "-o", str(tmp_path / "x"))
+    assert before.returncode != 0
+    approved = ecr(gw, "admin", "stage", "set", ref, "approved", "--deployment", "matrix")
+    assert approved.returncode == 0, approved.stderr
+
+    verified = ecr(gw, "node-ok", "verify", ref, "--key", str(key))
+    assert verified.returncode == 0, verified.stderr
+    pulled = ecr(gw, "node-ok", "pull", "--quiet", "--model-only", "--require-signature", str(key), ref,
+                 "-o", str(tmp_path / "out"))
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "out" / "model" / "weights.bin").exists()
+    # a node of another deployment still sees nothing
+    other = ecr(gw, "node-no", "verify", ref, "--key", str(key))
+    assert other.returncode != 0 and "countersigned" not in other.stderr.replace(ref, "")
+
+
+def test_collector_in_serve_attaches_node_profiles(tmp_path: Path, tiny_layout: Path) -> None:
+    prom_port = free_port()
+    gateway = GatewayProcess(tmp_path / "data", extra_args=[
+        "--collect-prometheus", f"http://127.0.0.1:{prom_port}", "--collect-interval", "3s"])
+    gateway.start()
+    exporter = None
+    prometheus = None
+    try:
+        root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="collected"))
+        ref = f"{gateway.host}/admin/collected:0.1.0"
+        pushed = ecr(gateway, "admin", "push", "--quiet", str(root), ref)
+        assert pushed.returncode == 0, pushed.stderr
+        digest = pushed.stdout.strip().split("@")[1]
+        time.sleep(4)  # a cycle runs while Prometheus is down: logged, no crash
+        assert gateway.proc is not None and gateway.proc.poll() is None
+
+        exporter = Exporter(bundle=digest)
+        exporter.start_workload()
+        target = exporter.serve("prometheus").split("/")[2]
+        (tmp_path / "prom").mkdir()
+        prometheus = PrometheusServer(tmp_path / "prom", [target], node="W0C3", port=prom_port)
+        client = gateway.client("admin")
+        bundle = fetch_bundle(client, parse_reference(ref))
+        deadline = time.monotonic() + 40
+        profiles = []
+        while time.monotonic() < deadline and len(profiles) < 2:
+            time.sleep(1)
+            profiles = list_profiles(client, bundle)
+        assert len(profiles) >= 2, "the collector attached no profiles"
+        assert {p.summary.node for p in profiles} == {"W0C3"}
+        windows = [p.summary.window for p in profiles]
+        assert len(windows) == len(set(windows)), "a window was attached twice"
+        # served by the gateway's OCI 1.1 referrers API (not the tag fallback)
+        via_api = client.request("GET", f"/v2/admin/collected/referrers/{digest}",
+                                 scopes=("repository:admin/collected:pull",))
+        assert {m["digest"] for m in via_api.json()["manifests"]} >= {p.digest for p in profiles}
+    finally:
+        if prometheus:
+            prometheus.stop()
+        if exporter:
+            exporter.stop()
+        gateway.stop()
