@@ -266,9 +266,14 @@ async def _bundle_versions(gateway: Gateway, repository: str) -> list[dict[str, 
         if doc.get("artifactType") != mt.BUNDLE_ARTIFACT_TYPE:
             continue
         events = gateway.store.stage_events(repository, manifest.digest)
+        dois = [
+            r.annotations[mt.ECR_DOI] for r in gateway.store.referrers(repository, manifest.digest)
+            if r.artifact_type == mt.DOI_ARTIFACT_TYPE and r.annotations and mt.ECR_DOI in r.annotations
+        ]
         out.append({
             "tag": tag,
             "digest": manifest.digest,
+            "doi": dois[-1] if dois else None,
             "metadata": metadata_from(doc.get("annotations") or {}),
             "platforms": [
                 "/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k))

@@ -93,3 +93,25 @@ def test_collector_in_serve_attaches_node_profiles(tmp_path: Path, tiny_layout: 
         if exporter:
             exporter.stop()
         gateway.stop()
+
+
+def test_catalog_api_shows_the_doi(gw: GatewayProcess, tiny_layout: Path, tmp_path: Path) -> None:
+    from ecr_oci.digest import sha256_bytes
+    from ecr_oci.doi.record import DoiRecord, attach_record, metadata_bytes
+
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="with-doi"))
+    ref = f"{gw.host}/alice/with-doi:0.1.0"
+    pushed = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+    assert pushed.returncode == 0, pushed.stderr
+    client = gw.client("alice")
+    bundle = fetch_bundle(client, parse_reference(ref))
+    attributes = {"doi": "10.5072/ecr.with-doi", "titles": [{"title": "with-doi"}]}
+    record = DoiRecord(doi="10.5072/ecr.with-doi", url=f"http://{gw.host}/alice/with-doi", provider="datacite",
+                       registered="2026-11-25T00:00:00Z", bundle=bundle.digest,
+                       metadata_digest=sha256_bytes(metadata_bytes(attributes)), state="findable", test=True)
+    attach_record(client, bundle, record, attributes)
+    detail = requests.get(f"{gw.url}/api/v1/bundles/alice/with-doi", timeout=10).json()
+    [version] = detail["versions"]
+    assert version["doi"] == "10.5072/ecr.with-doi"
+    found = requests.get(f"{gw.url}/api/v1/bundles", params={"name": "with-doi"}, timeout=10).json()
+    assert found["bundles"][0]["versions"][0]["doi"] == "10.5072/ecr.with-doi"
