@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 APT_PACKAGES = docker-registry skopeo umoci podman runc prometheus docker.io apache2-utils openssl ca-certificates curl
 PYTEST_ARGS ?=
 
-.PHONY: all deps apt install test lint example demo bench clean
+.PHONY: all deps apt install test lint example demo bench conformance clean
 
 all: test
 
@@ -40,6 +40,13 @@ demo: example
 
 bench: deps
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/gateway.py
+
+# The OCI distribution-spec conformance suite against Distribution and against the gateway.
+# Needs the Go module proxy (not reachable on the development machines: see conformance/README.md);
+# `python3 conformance/probe.py` runs the offline spot checks instead.
+conformance: deps
+	$(PYTHON) conformance/run.py
 
 clean:
 	rm -rf examples/bird-detector/build .pytest_cache .mypy_cache .ruff_cache

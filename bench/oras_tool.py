@@ -3,12 +3,14 @@
     python3 bench/oras_tool.py push HOST/REPO:TAG FILE
     python3 bench/oras_tool.py pull HOST/REPO:TAG OUTDIR
 
+Credentials, when the endpoint needs them: ECR_BENCH_USERNAME / ECR_BENCH_PASSWORD.
 Uses oras-py's defaults (monolithic POST+PUT upload, streamed download), over plain
 http (``insecure=True``) as the benchmark's registry is on loopback.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -20,6 +22,9 @@ def main(argv: list[str]) -> int:
     import oras.client
 
     client = oras.client.OrasClient(insecure=True)
+    user, password = os.environ.get("ECR_BENCH_USERNAME"), os.environ.get("ECR_BENCH_PASSWORD")
+    if user and password:  # an endpoint that wants a login (the gateway)
+        client.auth.set_basic_auth(user, password)
     if op == "push":
         client.push(files=[path], target=target, disable_path_validation=True, quiet=True)
     else:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Gateway overhead: the same requests through ``ecr serve`` and directly at its registry.
 
-    python tests/gateway/bench_gateway.py [--mib 512] [--clients 64] [--heads 4000]
+    python bench/gateway.py [--mib 512] [--clients 64] [--heads 4000]
 
 * blob push (POST + one streamed monolithic PUT) and pull (streamed GET) of a file of
   random bytes, through the gateway and directly at the embedded Distribution (with a
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
