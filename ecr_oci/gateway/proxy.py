@@ -177,6 +177,8 @@ async def _dispatch(
         return gateway.unauthorized(request, scope, claims is not None)
 
     if route == "tags":
+        if "n" in request.query_params or "last" in request.query_params:
+            return await _paged_tags(gateway, request, name)
         return await forward(gateway, request, name)
     if route == "referrers":
         return _referrers(gateway, request, name, match["digest"])
@@ -367,3 +369,25 @@ async def _delete_manifest(gateway: Gateway, request: Request, caller: Caller, n
     gateway.audit.record("manifest.delete", actor=caller.label, decision="allow", repository=name, digest=ref,
                          tags=released, status=response.status_code)
     return response
+
+
+async def _paged_tags(gateway: Gateway, request: Request, name: str) -> Response:
+    """``tags/list?n=&last=`` as distribution-spec 1.1 pages it (Distribution 2.8 ignores both):
+    lexical order, tags after ``last``, at most ``n``, a ``Link: rel="next"`` when more remain."""
+    try:
+        n = int(request.query_params.get("n", "-1"))
+    except ValueError:
+        return oci_error(400, "PAGINATION_NUMBER_INVALID", "n must be an integer")
+    resp = await gateway.upstream.http.get(f"/v2/{name}/tags/list", params={"n": "100000"},
+                                           headers=gateway.upstream.repo_headers(name))
+    if resp.status_code != 200:
+        return Response(resp.content, status_code=resp.status_code, media_type="application/json")
+    tags = sorted(resp.json().get("tags") or [])
+    if last := request.query_params.get("last"):
+        tags = [t for t in tags if t > last]
+    headers = {}
+    if 0 <= n < len(tags):
+        tags = tags[:n]
+        if n:
+            headers["Link"] = f'</v2/{name}/tags/list?n={n}&last={tags[-1]}>; rel="next"'
+    return JSONResponse({"name": name, "tags": tags}, headers=headers)

@@ -115,3 +115,23 @@ def test_catalog_api_shows_the_doi(gw: GatewayProcess, tiny_layout: Path, tmp_pa
     assert version["doi"] == "10.5072/ecr.with-doi"
     found = requests.get(f"{gw.url}/api/v1/bundles", params={"name": "with-doi"}, timeout=10).json()
     assert found["bundles"][0]["versions"][0]["doi"] == "10.5072/ecr.with-doi"
+
+
+def test_tags_list_pagination(gw: GatewayProcess) -> None:
+    """distribution-spec 1.1 pagination, which Distribution 2.8 behind the gateway ignores."""
+    from tests.gateway.support import push_image
+
+    client = gw.client("alice")
+    names = ["a1", "b2", "c3", "d4", "e5"]
+    for tag in reversed(names):
+        push_image(client, "alice/paged", tag, payload=tag.encode())
+    scope = "repository:alice/paged:pull"
+    first = gw.call("alice", "GET", "/v2/alice/paged/tags/list?n=2", scope)
+    assert first.json()["tags"] == ["a1", "b2"]
+    assert first.headers["Link"] == '</v2/alice/paged/tags/list?n=2&last=b2>; rel="next"'
+    second = gw.call("alice", "GET", "/v2/alice/paged/tags/list?n=2&last=b2", scope)
+    assert second.json()["tags"] == ["c3", "d4"]
+    last = gw.call("alice", "GET", "/v2/alice/paged/tags/list?n=2&last=d4", scope)
+    assert last.json()["tags"] == ["e5"] and "Link" not in last.headers
+    assert gw.call("alice", "GET", "/v2/alice/paged/tags/list?n=0", scope).json()["tags"] == []
+    assert client.tags("alice/paged") == names  # n=1000: one page, in lexical order
