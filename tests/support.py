@@ -127,8 +127,10 @@ class DockerEngine:
 
         return {**os.environ, "DOCKER_HOST": f"unix://{self.root}/sock"}
 
-    def docker(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+    def docker(self, *args: str, timeout: float = 300, input_text: str | None = None,
+               ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env, timeout=timeout,
+                              input=input_text)
         if proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
         return proc
