@@ -135,3 +135,31 @@ def test_tags_list_pagination(gw: GatewayProcess) -> None:
     assert last.json()["tags"] == ["e5"] and "Link" not in last.headers
     assert gw.call("alice", "GET", "/v2/alice/paged/tags/list?n=0", scope).json()["tags"] == []
     assert client.tags("alice/paged") == names  # n=1000: one page, in lexical order
+
+
+def test_profiles_of_a_protected_bundle_are_protected(gw: GatewayProcess, tiny_layout: Path, tmp_path: Path) -> None:
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="secret-owl"))
+    ref = f"{gw.host}/alice/secret-owl:0.1.0"
+    pushed = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.strip().split("@")[1]
+    gw.admin("alice").set_visibility("alice/secret-owl", "protected")
+    gw.admin("alice").grant("alice/secret-owl", "bob", "read")
+    exporter = Exporter(bundle=digest)
+    try:
+        exporter.start_workload()
+        endpoint = exporter.serve("direct")
+        attached = ecr(gw, "alice", "profile", "attach", ref, "--scrape", endpoint, "--duration", "1s",
+                       "--interval", "0.5s", "--node", "vw-owl", "--stage", "vw")
+        assert attached.returncode == 0, attached.stderr
+    finally:
+        exporter.stop()
+    assert "vw-owl" in ecr(gw, "bob", "profile", "list", ref).stdout  # granted: sees the profile
+    for outsider in ("eve", None):
+        env = {k: v for k, v in os.environ.items() if k not in ("ECR_USERNAME", "ECR_PASSWORD")}
+        if outsider:
+            env |= {"ECR_USERNAME": outsider, "ECR_PASSWORD": password_of(outsider, gw)}
+        denied = subprocess.run(["ecr", "profile", "list", ref], capture_output=True, text=True, env=env, timeout=60)
+        assert denied.returncode != 0 and "vw-owl" not in denied.stdout + denied.stderr
+        referrers = requests.get(f"{gw.url}/v2/alice/secret-owl/referrers/{digest}", timeout=10)
+        assert referrers.status_code == 401 and "secret-owl" not in referrers.text
