@@ -248,6 +248,10 @@ async def _upload(
         params.pop("from")
         params.pop("mount")
         gateway.audit.record("blob.mount", actor=caller.label, decision="deny", repository=name, source=source)
+    if request.method == "PATCH" and (content_range := request.headers.get("content-range")):
+        refused = await _out_of_order(gateway, request, name, content_range)
+        if refused is not None:
+            return refused
     extra = None
     if request.method == "POST" and "from" in params:
         # The registry checks pull on the source of a mount too.
@@ -257,6 +261,26 @@ async def _upload(
         gateway.audit.record("blob.push", actor=caller.label, decision="allow", repository=name,
                              digest=response.headers.get("docker-content-digest"))
     return response
+
+
+async def _out_of_order(gateway: Gateway, request: Request, name: str, content_range: str) -> Response | None:
+    """416 for a chunk that does not start where the upload stands (distribution-spec 1.1;
+    Distribution 2.8 accepts it and corrupts the session). Asks the registry for the
+    upload status first, so only chunked uploads pay one extra round trip per chunk."""
+    match = re.match(r"^(?:bytes[ =])?(\d+)-(\d+)$", content_range.strip())
+    if not match:
+        return oci_error(416, "BLOB_UPLOAD_INVALID", "Content-Range must be <start>-<end>")
+    status = await gateway.upstream.http.get(request.url.path, params=list(request.query_params.multi_items()),
+                                             headers=gateway.upstream.repo_headers(name))
+    if status.status_code != 204:
+        return None  # unknown session: the registry answers the PATCH itself
+    stands = status.headers.get("range", "0-0")
+    end = int(stands.split("-")[-1])
+    expected = end + 1 if end > 0 else 0
+    if int(match[1]) == expected:
+        return None
+    return oci_error(416, "BLOB_UPLOAD_INVALID", f"chunk starts at {match[1]}, the upload stands at {expected}",
+                     headers={"Range": f"0-{max(expected - 1, 0)}"})
 
 
 def _accepts(request: Request, media_type: str) -> bool:

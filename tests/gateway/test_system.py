@@ -163,3 +163,25 @@ def test_profiles_of_a_protected_bundle_are_protected(gw: GatewayProcess, tiny_l
         assert denied.returncode != 0 and "vw-owl" not in denied.stdout + denied.stderr
         referrers = requests.get(f"{gw.url}/v2/alice/secret-owl/referrers/{digest}", timeout=10)
         assert referrers.status_code == 401 and "secret-owl" not in referrers.text
+
+
+def test_out_of_order_chunk_is_refused_with_416(gw: GatewayProcess) -> None:
+    """distribution-spec 1.1: a PATCH whose Content-Range does not continue the upload gets
+    416 (Distribution 2.8 alone accepts it); in-order chunks go on."""
+    scope = "repository:alice/chunks:pull,push"
+    started = gw.call("alice", "POST", "/v2/alice/chunks/blobs/uploads/", scope)
+    assert started.status_code == 202
+    location = started.headers["Location"]
+    path = location if location.startswith("/") else "/" + location.split("/", 3)[3]
+    first = gw.call("alice", "PATCH", path, scope, data=b"a" * 30,
+                    headers={"Content-Range": "0-29", "Content-Type": "application/octet-stream"})
+    assert first.status_code == 202, first.text
+    path = first.headers["Location"]
+    path = path if path.startswith("/") else "/" + path.split("/", 3)[3]
+    skipped = gw.call("alice", "PATCH", path, scope, data=b"b" * 30,
+                      headers={"Content-Range": "40-69", "Content-Type": "application/octet-stream"})
+    assert skipped.status_code == 416 and skipped.headers["Range"] == "0-29"
+    assert skipped.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+    second = gw.call("alice", "PATCH", path, scope, data=b"b" * 30,
+                     headers={"Content-Range": "30-59", "Content-Type": "application/octet-stream"})
+    assert second.status_code == 202 and second.headers["Range"] == "0-59"
