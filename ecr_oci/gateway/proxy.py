@@ -177,9 +177,7 @@ async def _dispatch(
         return gateway.unauthorized(request, scope, claims is not None)
 
     if route == "tags":
-        if "n" in request.query_params or "last" in request.query_params:
-            return await _paged_tags(gateway, request, name)
-        return await forward(gateway, request, name)
+        return await _paged_tags(gateway, request, name)
     if route == "referrers":
         return _referrers(gateway, request, name, match["digest"])
     if route == "blob":
@@ -396,8 +394,9 @@ async def _delete_manifest(gateway: Gateway, request: Request, caller: Caller, n
 
 
 async def _paged_tags(gateway: Gateway, request: Request, name: str) -> Response:
-    """``tags/list?n=&last=`` as distribution-spec 1.1 pages it (Distribution 2.8 ignores both):
-    lexical order, tags after ``last``, at most ``n``, a ``Link: rel="next"`` when more remain."""
+    """``tags/list[?n=&last=]`` as distribution-spec 1.1 lists it (Distribution 2.8 neither
+    sorts nor pages): lexical order, tags after ``last``, at most ``n``, and a
+    ``Link: rel="next"`` when more remain."""
     try:
         n = int(request.query_params.get("n", "-1"))
     except ValueError:
