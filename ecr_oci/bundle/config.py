@@ -30,6 +30,7 @@ KNOWN_ARCH_VARIANTS: dict[str, frozenset[str]] = {
     "s390x": frozenset(),
     "riscv64": frozenset(),
 }
+DEFAULT_VARIANT = {"arm64": "v8"}
 
 
 @dataclass(frozen=True)
@@ -172,16 +173,18 @@ def _normalise(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_images(document: dict[str, Any], what: str) -> tuple[ImageEntry, ...]:
-    seen: set[str] = set()
+    seen: set[tuple[str, str, str | None]] = set()
     entries = []
     for i, item in enumerate(document["images"]):
         try:
             platform = Platform.parse(item["platform"])
         except ValidationError as exc:
             raise ValidationError(str(exc), field=f"{what}: images[{i}].platform") from None
-        if str(platform) in seen:
+        # linux/arm64 and linux/arm64/v8 are one platform (v8 is arm64's only variant)
+        key = (platform.os, platform.architecture, platform.variant or DEFAULT_VARIANT.get(platform.architecture))
+        if key in seen:
             raise ValidationError(f"platform {platform} listed twice", field=f"{what}: images[{i}].platform")
-        seen.add(str(platform))
+        seen.add(key)
         entries.append(ImageEntry(platform=platform, source=item["from"]))
     return tuple(entries)
 

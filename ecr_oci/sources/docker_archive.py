@@ -38,7 +38,7 @@ def open_archive(rest: str, platform: Platform, root: Path) -> ImageSource:
     with tar:
         names = {m.name.lstrip("./") for m in tar.getmembers()}
         if {"oci-layout", "index.json"} <= names:
-            return open_layout_tar(path, where, None, platform)
+            return open_layout_tar(path, where, ref, platform)
         members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
         if "manifest.json" not in members:
             raise SourceError(f"{where}: not a docker save archive (no manifest.json)")

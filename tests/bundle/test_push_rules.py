@@ -205,3 +205,11 @@ def test_validate_ok_prints_digest(bundle_dir: Path) -> None:
     assert "tiny-detector 0.1.0: valid (2 images, digest sha256:" in proc.stdout
     shutil.rmtree(bundle_dir / "images")
     assert ecr("validate", "--no-build", str(bundle_dir)).returncode == 0
+
+
+def test_arm64_and_arm64_v8_are_one_platform(tmp_path: Path, tiny_layout: Path) -> None:
+    meta = _mutate(BASE_METADATA, images=[{"platform": "linux/arm64", "from": "oci:images:arm64"},
+                                          {"platform": "linux/arm64/v8", "from": "oci:images:arm64"}])
+    root = write_bundle(tmp_path / "b", tiny_layout, meta)
+    proc = ecr("validate", str(root))
+    assert proc.returncode == 3 and "images[1].platform: platform linux/arm64/v8 listed twice" in proc.stderr
