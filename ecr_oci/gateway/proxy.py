@@ -25,6 +25,7 @@ from ecr_oci.gateway import gate
 from ecr_oci.gateway.core import Gateway, oci_error
 from ecr_oci.gateway.policy import DELETE, PULL, PUSH, Caller, is_release_tag
 from ecr_oci.gateway.referrers import add_to_fallback, index_document, referrer_of
+from ecr_oci.gateway.stages import StagePolicy, profile_transition
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
@@ -371,6 +372,13 @@ async def _put_manifest(gateway: Gateway, request: Request, caller: Caller, name
         await add_to_fallback(gateway.upstream, referrer)
         gateway.manifests.forget(name, f"sha256-{referrer.subject.split(':', 1)[1]}")  # that tag just moved
         response.headers["OCI-Subject"] = referrer.subject
+        if referrer.artifact_type == mt.PROFILE_ARTIFACT_TYPE:
+            policy = StagePolicy.load(gateway.config.data_dir / "stage-policy.json")
+            moved = profile_transition(gateway.store, policy, name, referrer.subject, digest, referrer.annotations,
+                                       caller.label)
+            if moved is not None:
+                gateway.audit.record("stage.set", actor=moved.actor, decision="allow", repository=name,
+                                     digest=referrer.subject, stage=moved.stage, evidence=moved.evidence)
     gateway.audit.record("manifest.put", actor=caller.label, decision="allow", repository=name, reference=ref,
                          digest=digest, artifact_type=checked.artifact_type)
     return response

@@ -40,18 +40,23 @@ class StagePolicy:
         evidence: stage -> evidence keys that must be given (e.g. ``{"tested-vw": ["profile"]}``);
             an evidence value that is a digest must name a referrer of the bundle.
         owner_stages: stages a namespace owner may set on their own bundles (admins may set all).
+        profile_triggers: profile stage (``vw``/``node``) -> bundle stage a newly attached
+            profile moves the bundle to (e.g. ``{"vw": "tested-vw"}``); empty: none.
     """
 
     evidence: dict[str, list[str]] = field(default_factory=dict)
     owner_stages: frozenset[str] = frozenset({"submitted", "deprecated"})
+    profile_triggers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> StagePolicy:
         if not path.exists():
             return cls()
         data = json.loads(path.read_text())
+        triggers = {k: v for k, v in dict(data.get("profile_triggers") or {}).items() if v in STAGES}
         return cls(evidence=dict(data.get("evidence") or {}),
-                   owner_stages=frozenset(data.get("owner_stages") or cls().owner_stages))
+                   owner_stages=frozenset(data.get("owner_stages") or cls().owner_stages),
+                   profile_triggers=triggers)
 
     def check(self, caller: Caller, repository: str, stage: str, deployment: str, evidence: dict[str, Any],
               referrers: set[str]) -> None:
@@ -120,6 +125,28 @@ async def set_stage(
         deployments = {e.deployment for e in store.stage_events(repository, digest) if e.stage == "approved"}
         for dep in ([deployment] if deployment else deployments):
             store.revoke_content(repository, dep, digest)
+    store.add_stage_event(event)
+    return event
+
+
+PROFILE_STAGE = "org.waggle.ecr.profile.stage"  # annotation `ecr profile attach` writes
+
+
+def profile_transition(store: StateStore, policy: StagePolicy, repository: str, subject: str,
+                       profile_digest: str, annotations: dict[str, str] | None, actor: str) -> StageEvent | None:
+    """Move a bundle forward when a profile arrives, as ``profile_triggers`` says.
+
+    Never moves backwards: a bundle already at (or past) the target stays where it is.
+    The profile's digest is the transition's evidence.
+    """
+    target = policy.profile_triggers.get((annotations or {}).get(PROFILE_STAGE, ""))
+    if target is None:
+        return None
+    reached = [STAGES.index(e.stage) for e in store.stage_events(repository, subject) if e.stage in STAGES]
+    if reached and max(reached) >= STAGES.index(target):
+        return None
+    event = StageEvent(repository, subject, target, "", f"{actor} (profile)", time.time(),
+                       {"profile": profile_digest})
     store.add_stage_event(event)
     return event
 

@@ -185,3 +185,33 @@ def test_out_of_order_chunk_is_refused_with_416(gw: GatewayProcess) -> None:
     second = gw.call("alice", "PATCH", path, scope, data=b"b" * 30,
                      headers={"Content-Range": "30-59", "Content-Type": "application/octet-stream"})
     assert second.status_code == 202 and second.headers["Range"] == "0-59"
+
+
+def test_a_profile_moves_the_bundle_to_tested_vw_when_policy_says_so(gw: GatewayProcess, tiny_layout: Path,
+                                                                     tmp_path: Path) -> None:
+    import json
+
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="auto-staged"))
+    ref = f"{gw.host}/alice/auto-staged:0.1.0"
+    pushed = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.strip().split("@")[1]
+    policy = gw.data_dir / "stage-policy.json"
+    policy.write_text(json.dumps({"profile_triggers": {"vw": "tested-vw", "node": "tested-node"}}))
+    exporter = Exporter(bundle=digest)
+    try:
+        exporter.start_workload()
+        endpoint = exporter.serve("direct")
+        for stage in ("vw", "vw", "node"):
+            attached = ecr(gw, "alice", "profile", "attach", ref, "--scrape", endpoint, "--duration", "1s",
+                           "--interval", "0.5s", "--node", f"{stage}-box", "--stage", stage, "--json")
+            assert attached.returncode == 0, attached.stderr
+    finally:
+        exporter.stop()
+        policy.unlink()
+    stages = requests.get(f"{gw.url}/api/v1/repositories/alice/auto-staged/stages",
+                          auth=("alice", password_of("alice", gw)), timeout=10).json()
+    events = [e for e in stages["events"] if e["digest"] == digest]
+    # one move per stage reached (the second vw profile changes nothing), each with its profile as evidence
+    assert [e["stage"] for e in events] == ["tested-vw", "tested-node"]
+    assert all(e["evidence"]["profile"].startswith("sha256:") and e["actor"].endswith("(profile)") for e in events)
