@@ -155,12 +155,13 @@ def _plot(profiles: list[AttachedProfile], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ValidationError("--plot needs matplotlib: pip install matplotlib") from None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(profiles) + 2), 4.5))
     labels = [f"{p.summary.node}\n{p.summary.hardware.arch} ({p.summary.stage})" for p in profiles]
     for i, key in enumerate(("p50", "p95", "p99")):
         values = [getattr(p.summary.metrics.latency_seconds, key) * 1000 for p in profiles]
-        ax.bar([x + i * 0.27 for x in range(len(profiles))], values, width=0.27, label=key)
-    ax.set_xticks([x + 0.27 for x in range(len(profiles))], labels)
+        ax.bar([x + (i - 1) * 0.25 for x in range(len(profiles))], values, width=0.25, label=key)
+    ax.set_xticks(list(range(len(profiles))), labels)
+    ax.set_xlim(-0.6, len(profiles) - 0.4)
     ax.set_ylabel("inference latency (ms)")
     ax.set_title("latency per node")
     ax.legend()

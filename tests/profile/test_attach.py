@@ -126,3 +126,13 @@ def test_attach_with_prometheus_down_is_one_clear_error(setup: Setup) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "127.0.0.1:9" in proc.stderr
+
+
+def test_profile_list_plots_latency_per_node(setup: Setup, tmp_path: Path) -> None:
+    ecr("profile", "attach", setup.ref, "--scrape", setup.direct, "--duration", "1s", "--interval", "0.5s",
+        "--node", "vw-plot", "--stage", "vw")
+    png = tmp_path / "latency.png"
+    proc = ecr("profile", "list", setup.ref, "--plot", str(png))
+    assert f"wrote {png}" in proc.stderr
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
