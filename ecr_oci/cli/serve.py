@@ -34,6 +34,12 @@ def serve(
     collect_interval: Annotated[
         str, typer.Option("--collect-interval", help="Profile window and collection period (e.g. 5m).")
     ] = "5m",
+    state_url: Annotated[
+        str | None,
+        typer.Option("--state-url", envvar="ECR_STATE_URL",
+                     help="State store: postgresql://USER@HOST/DB shared by several gateways (password via"
+                          " PGPASSWORD or ~/.pgpass), or sqlite:///PATH. Default: SQLite in DATA_DIR."),
+    ] = None,
 ) -> None:
     """Serve the Edge Code Repository gateway (token auth, policy, manifest gate, referrers).
 
@@ -41,15 +47,18 @@ def serve(
     """
     from ecr_oci.cli.profile import parse_duration
     from ecr_oci.gateway.app import serve as run
+    from ecr_oci.gateway.state import STATE_URL_SCHEMES
 
     if default_visibility not in ("public", "protected", "private"):
         raise fail("--default-visibility must be public, protected or private", 2)
+    if state_url and state_url.partition(":")[0].lower() not in STATE_URL_SCHEMES:
+        raise fail("--state-url must be a postgresql://... or sqlite:///... URL", 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("ecr.audit").setLevel(logging.WARNING)  # the audit file has them
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request otherwise
     try:
         run(data_dir, listen, registry_url=registry_url, default_visibility=default_visibility,  # type: ignore[arg-type]
             public_url=public_url, collect_prometheus=collect_prometheus,
-            collect_interval=parse_duration(collect_interval))
+            collect_interval=parse_duration(collect_interval), state_url=state_url or None)
     except RuntimeError as exc:
         raise fail(str(exc), 1) from None

@@ -69,6 +69,7 @@ def serve(
     public_url: str | None = None,
     collect_prometheus: str | None = None,
     collect_interval: float = 300.0,
+    state_url: str | None = None,
 ) -> None:
     """Run the gateway until interrupted (and the embedded registry with it).
 
@@ -82,9 +83,11 @@ def serve(
         public_url: the address clients use (for the registry's own challenge realm).
         collect_prometheus: a Prometheus to collect node profiles from, every
             ``collect_interval`` seconds (windows aligned to it), as ``ecr-system``.
+        state_url: the state store (``postgresql://...`` to share it between gateways);
+            None: SQLite in ``data_dir``.
 
     Raises:
-        RuntimeError: the embedded registry cannot start.
+        RuntimeError: the embedded registry cannot start, or the state store cannot be opened.
     """
     host, _, port = listen.rpartition(":")
     data_dir = data_dir.resolve()
@@ -101,7 +104,7 @@ def serve(
         gateway = Gateway(GatewayConfig(data_dir=data_dir, registry_url=registry_url,
                                         default_visibility=default_visibility, public_url=public_url,
                                         storage_dir=embedded.storage if embedded else None,
-                                        self_host=f"{host or '127.0.0.1'}:{port}"))
+                                        self_host=f"{host or '127.0.0.1'}:{port}", state_url=state_url))
         if where := gateway.bootstrap_admin():
             log.warning("created user 'admin' (password: %s)", where)
         config = uvicorn.Config(

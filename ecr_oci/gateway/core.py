@@ -23,7 +23,7 @@ from ecr_oci.gateway.audit import AuditLog
 from ecr_oci.gateway.cache import CachedManifest, ManifestCache
 from ecr_oci.gateway.metrics import Metrics
 from ecr_oci.gateway.policy import ANONYMOUS, Caller, RepoFacts, Rule
-from ecr_oci.gateway.state import Account, SqliteStore, StateStore, Visibility
+from ecr_oci.gateway.state import Account, StateStore, Visibility, open_store
 from ecr_oci.gateway.storage import LocalBlobs
 from ecr_oci.gateway.system import CountersignKey, SystemIdentity
 from ecr_oci.gateway.tokens import SigningKey, TokenIssuer, granted
@@ -49,6 +49,8 @@ class GatewayConfig:
             from each request (``Host``, ``X-Forwarded-Proto``/``-Host`` of a proxy).
         storage_dir: the registry's filesystem storage when this gateway owns it
             (embedded mode): blob reads are then served from the files.
+        state_url: the state store (:func:`~ecr_oci.gateway.state.open_store`); None:
+            SQLite in ``data_dir``. Gateways sharing one ``postgresql://`` store scale out.
     """
 
     data_dir: Path
@@ -59,6 +61,7 @@ class GatewayConfig:
     public_url: str | None = None
     storage_dir: Path | None = None
     self_host: str | None = None  # HOST:PORT it listens on: enables countersigning and collection
+    state_url: str | None = None
 
 
 def oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -72,14 +75,15 @@ class Gateway:
 
     Args:
         config: the settings.
-        store: the state store (default: SQLite in the data directory).
+        store: the state store (default: from ``config.state_url``, else SQLite in the data directory).
         rules: the repository policy (default: :data:`policy.DEFAULT_POLICY`).
     """
 
     def __init__(self, config: GatewayConfig, store: StateStore | None = None, rules: Rule | None = None) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store: StateStore = store or SqliteStore(config.data_dir / "state.db")
+        self.store: StateStore = store or open_store(config.data_dir, config.state_url)
+        self._owns_store = store is None  # a store handed in is closed by whoever opened it
         keys = config.data_dir / "keys"
         self.client_tokens = TokenIssuer(SigningKey(keys, "client"), issuer=ISSUER, audience=SERVICE,
                                          ttl=config.token_ttl)
@@ -100,6 +104,10 @@ class Gateway:
     async def close(self) -> None:
         await self.upstream.close()
         self.audit.close()
+        if self.system is not None:
+            self.system.close()
+        if self._owns_store:
+            self.store.close()  # a PostgreSQL pool's connections are released at once
 
     # --- bootstrap ------------------------------------------------------------------
     def bootstrap_admin(self) -> str | None:

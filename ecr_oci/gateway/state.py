@@ -2,9 +2,12 @@
 
 Gateway processes are stateless apart from this store, so several can run behind a
 load balancer once the store is shared. :class:`StateStore` is the interface;
-:class:`SqliteStore` (stdlib sqlite3, WAL) is the embedded default. Every method is a
-short transaction in plain SQL a PostgreSQL implementation can mirror (the only
-dialect-specific bits are ``INSERT ... ON CONFLICT`` upserts, which PostgreSQL shares).
+:class:`SqlStore` is its one implementation in portable SQL (``INSERT ... ON CONFLICT``
+upserts, which SQLite >= 3.24 and PostgreSQL share), parameterised by a
+:class:`Dialect` for what differs: placeholder style, a few DDL types, and how a
+connection and a transaction are had. :class:`SqliteStore` (stdlib sqlite3, WAL) is the
+embedded default; :class:`ecr_oci.gateway.state_pg.PostgresStore` is the shared store
+for several gateways. :func:`open_store` picks one from a URL.
 
 What lives here is access state (accounts, visibility, grants), audit records and an
 index. Bundle content is only ever in the registry: the referrers index can be
@@ -13,12 +16,13 @@ rebuilt from it (``ecr admin reindex``).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -93,6 +97,7 @@ class StateStore(Protocol):
     def set_password(self, name: str, password_hash: str) -> None: ...
     def add_secret(self, name: str, secret_digest: str, label: str) -> None: ...
     def account_for_secret(self, secret_digest: str) -> Account | None: ...
+    def remove_secret(self, secret_digest: str) -> None: ...
     def list_accounts(self) -> list[Account]: ...
     # repositories
     def get_repository(self, name: str) -> Repository | None: ...
@@ -116,158 +121,260 @@ class StateStore(Protocol):
     def record_tag(self, repository: str, tag: str, digest: str, actor: str) -> None: ...
     def tags_for(self, repository: str, digest: str) -> list[str]: ...
     def forget_digest(self, repository: str, digest: str) -> None: ...
+    # lifecycle
+    def close(self) -> None: ...
 
 
+# The tables, in SQL both dialects accept; ``{float}`` and ``{serial_pk}`` are the only
+# differences (PostgreSQL's REAL is 4 bytes, far too coarse for a Unix time).
+# ``size`` is BIGINT for PostgreSQL (blobs pass 2 GiB); SQLite reads it as INTEGER.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
   name TEXT PRIMARY KEY, kind TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,
-  password_hash TEXT, created REAL NOT NULL);
+  password_hash TEXT, created {float} NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (
-  digest TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(name), label TEXT, created REAL NOT NULL);
+  digest TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(name), label TEXT, created {float} NOT NULL);
 CREATE TABLE IF NOT EXISTS node_deployments (
   node TEXT NOT NULL REFERENCES accounts(name), deployment TEXT NOT NULL, PRIMARY KEY (node, deployment));
 CREATE TABLE IF NOT EXISTS repositories (
-  name TEXT PRIMARY KEY, visibility TEXT NOT NULL, created REAL NOT NULL);
+  name TEXT PRIMARY KEY, visibility TEXT NOT NULL, created {float} NOT NULL);
 CREATE TABLE IF NOT EXISTS grants (
   repository TEXT NOT NULL, account TEXT NOT NULL, level TEXT NOT NULL, PRIMARY KEY (repository, account));
 CREATE TABLE IF NOT EXISTS stage_events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, repository TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT NOT NULL,
-  deployment TEXT NOT NULL, actor TEXT NOT NULL, at REAL NOT NULL, evidence TEXT NOT NULL);
+  id {serial_pk}, repository TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT NOT NULL,
+  deployment TEXT NOT NULL, actor TEXT NOT NULL, at {float} NOT NULL, evidence TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS approved_content (
   repository TEXT NOT NULL, deployment TEXT NOT NULL, bundle TEXT NOT NULL, digest TEXT NOT NULL,
   PRIMARY KEY (repository, deployment, bundle, digest));
 CREATE INDEX IF NOT EXISTS approved_lookup ON approved_content (repository, digest);
 CREATE TABLE IF NOT EXISTS referrers (
   repository TEXT NOT NULL, subject TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL,
-  size INTEGER NOT NULL, artifact_type TEXT, annotations TEXT, PRIMARY KEY (repository, subject, digest));
+  size BIGINT NOT NULL, artifact_type TEXT, annotations TEXT, PRIMARY KEY (repository, subject, digest));
 CREATE TABLE IF NOT EXISTS tags (
-  repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, actor TEXT NOT NULL, at REAL NOT NULL,
+  repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, actor TEXT NOT NULL, at {float} NOT NULL,
   PRIMARY KEY (repository, tag));
 """
 
+STATE_URL_SCHEMES = ("sqlite", "postgresql", "postgres")
 
-class SqliteStore:
-    """:class:`StateStore` on one SQLite file (WAL, so readers never wait for a writer).
 
-    Args:
-        path: the database file (created with its tables when missing).
+@functools.lru_cache(maxsize=256)
+def _format_placeholders(sql: str) -> str:
+    """``?`` placeholders as ``%s`` (psycopg); a literal ``%`` doubled so it stays one."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL databases a :class:`SqlStore` runs on.
+
+    The shared queries are written with ``?`` placeholders and contain neither
+    ``?`` nor ``%`` otherwise, so converting them is a plain substitution.
+
+    Attributes:
+        name: ``sqlite`` or ``postgresql``.
+        paramstyle: ``qmark`` (``?``) or ``format`` (``%s``).
+        ddl_types: values of the ``{float}`` and ``{serial_pk}`` slots of the schema.
+        schema_lock: a statement run first in the schema transaction so that
+            gateways starting together do not race to create the same tables.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        # One connection shared by the event loop and worker threads, serialised by a
-        # lock: every call is a few milliseconds, less than a pool would cost.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._lock = threading.Lock()
-        # executescript manages its own transaction (it commits first).
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+    name: str
+    paramstyle: Literal["qmark", "format"]
+    ddl_types: Mapping[str, str]
+    schema_lock: str | None = None
+
+    def sql(self, text: str) -> str:
+        """A shared query in this dialect's placeholder style."""
+        return text if self.paramstyle == "qmark" else _format_placeholders(text)
+
+    def schema(self) -> list[str]:
+        """The ``CREATE ... IF NOT EXISTS`` statements, one per item."""
+        return [stmt.strip() for stmt in _SCHEMA.format(**self.ddl_types).split(";") if stmt.strip()]
+
+
+SQLITE = Dialect("sqlite", "qmark", {"float": "REAL", "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT"})
+
+
+class Cursor(Protocol):
+    """The DB-API cursor surface a :class:`Session` needs (sqlite3 and psycopg both have it)."""
+
+    def execute(self, sql: str, params: Sequence[Any], /) -> Any: ...
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Session:
+    """One connection's worth of work (a transaction for writes): runs shared SQL in a dialect."""
+
+    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self._dialect = dialect
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        self._cursor.execute(self._dialect.sql(sql), tuple(args))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._cursor.executemany(self._dialect.sql(sql), [tuple(r) for r in rows])
+
+    def all(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(self._dialect.sql(sql), tuple(args))
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+
+def _in_marks(values: Sequence[Any]) -> str:
+    """``?, ?, ...`` for an ``IN (...)`` list (non-empty)."""
+    return ", ".join("?" * len(values))
+
+
+class SqlStore:
+    """:class:`StateStore` in portable SQL; subclasses supply the dialect and connections.
+
+    Every write is one transaction (:meth:`_session` with ``write=True``); a read that
+    needs several queries runs them on one connection. Ordering of names is done in
+    Python, because PostgreSQL's default collation would sort text differently from
+    SQLite's byte order.
+    """
+
+    dialect: Dialect = SQLITE
+
+    def _session(self, write: bool) -> AbstractContextManager[Session]:
+        """A session on one connection; with ``write``, inside a transaction committed on exit."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        self._db.close()
+        raise NotImplementedError
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _create_schema(self) -> None:
+        with self._session(write=True) as s:
+            if self.dialect.schema_lock:
+                s.execute(self.dialect.schema_lock)
+            for stmt in self.dialect.schema():
+                s.execute(stmt)
 
-    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._session(write=False) as s:
+            return s.all(sql, args)
 
     # --- accounts -----------------------------------------------------------------
     def add_account(self, account: Account) -> None:
-        with self._tx() as db:
-            db.execute(
+        with self._session(write=True) as s:
+            s.execute(
                 "INSERT INTO accounts (name, kind, admin, password_hash, created) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET admin=excluded.admin,"
+                " ON CONFLICT (name) DO UPDATE SET admin=excluded.admin,"
                 " password_hash=COALESCE(excluded.password_hash, accounts.password_hash)",
                 (account.name, account.kind, int(account.admin), account.password_hash, time.time()),
             )
-            for deployment in account.deployments:
-                db.execute("INSERT OR IGNORE INTO node_deployments VALUES (?, ?)", (account.name, deployment))
+            if account.deployments:
+                s.executemany(
+                    "INSERT INTO node_deployments (node, deployment) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    [(account.name, d) for d in sorted(account.deployments)],
+                )
 
-    def _account(self, row: tuple[Any, ...]) -> Account:
-        name, kind, admin, password_hash = row
-        rows = self._all("SELECT deployment FROM node_deployments WHERE node=?", (name,))
-        deployments = frozenset(d for (d,) in rows)
-        return Account(name=name, kind=kind, admin=bool(admin), password_hash=password_hash, deployments=deployments)
+    @staticmethod
+    def _accounts(s: Session, rows: list[tuple[Any, ...]]) -> list[Account]:
+        """Accounts from ``(name, kind, admin, password_hash)`` rows, with their deployments."""
+        if not rows:
+            return []
+        if len(rows) == 1:
+            deployment_rows = s.all("SELECT node, deployment FROM node_deployments WHERE node=?", (rows[0][0],))
+        else:
+            deployment_rows = s.all("SELECT node, deployment FROM node_deployments")
+        deployments: dict[str, set[str]] = {}
+        for node, deployment in deployment_rows:
+            deployments.setdefault(node, set()).add(deployment)
+        return [
+            Account(name=name, kind=kind, admin=bool(admin), password_hash=password_hash,
+                    deployments=frozenset(deployments.get(name, ())))
+            for name, kind, admin, password_hash in rows
+        ]
 
     def get_account(self, name: str) -> Account | None:
-        rows = self._all("SELECT name, kind, admin, password_hash FROM accounts WHERE name=?", (name,))
-        return self._account(rows[0]) if rows else None
+        with self._session(write=False) as s:
+            rows = s.all("SELECT name, kind, admin, password_hash FROM accounts WHERE name=?", (name,))
+            accounts = self._accounts(s, rows)
+        return accounts[0] if accounts else None
 
     def set_password(self, name: str, password_hash: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE accounts SET password_hash=? WHERE name=?", (password_hash, name))
+        with self._session(write=True) as s:
+            s.execute("UPDATE accounts SET password_hash=? WHERE name=?", (password_hash, name))
 
     def add_secret(self, name: str, secret_digest: str, label: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT INTO secrets VALUES (?, ?, ?, ?)", (secret_digest, name, label, time.time()))
+        with self._session(write=True) as s:
+            s.execute(
+                "INSERT INTO secrets (digest, account, label, created) VALUES (?, ?, ?, ?)",
+                (secret_digest, name, label, time.time()),
+            )
+
+    def remove_secret(self, secret_digest: str) -> None:
+        with self._session(write=True) as s:
+            s.execute("DELETE FROM secrets WHERE digest=?", (secret_digest,))
 
     def account_for_secret(self, secret_digest: str) -> Account | None:
-        rows = self._all(
-            "SELECT a.name, a.kind, a.admin, a.password_hash FROM secrets s JOIN accounts a ON a.name = s.account"
-            " WHERE s.digest=?",
-            (secret_digest,),
-        )
-        return self._account(rows[0]) if rows else None
+        with self._session(write=False) as s:
+            rows = s.all(
+                "SELECT a.name, a.kind, a.admin, a.password_hash FROM secrets s JOIN accounts a ON a.name = s.account"
+                " WHERE s.digest=?",
+                (secret_digest,),
+            )
+            accounts = self._accounts(s, rows)
+        return accounts[0] if accounts else None
 
     def list_accounts(self) -> list[Account]:
-        rows = self._all("SELECT name, kind, admin, password_hash FROM accounts ORDER BY name")
-        return [self._account(r) for r in rows]
+        with self._session(write=False) as s:
+            accounts = self._accounts(s, s.all("SELECT name, kind, admin, password_hash FROM accounts"))
+        return sorted(accounts, key=lambda a: a.name)
 
     # --- repositories -------------------------------------------------------------
     def get_repository(self, name: str) -> Repository | None:
-        rows = self._all("SELECT visibility FROM repositories WHERE name=?", (name,))
-        if not rows:
-            return None
-        grants = {a: lvl for a, lvl in self._all("SELECT account, level FROM grants WHERE repository=?", (name,))}
+        with self._session(write=False) as s:
+            rows = s.all("SELECT visibility FROM repositories WHERE name=?", (name,))
+            if not rows:
+                return None
+            grants = dict(s.all("SELECT account, level FROM grants WHERE repository=?", (name,)))
         return Repository(name=name, visibility=rows[0][0], grants=grants)
 
     def ensure_repository(self, name: str, visibility: Visibility) -> Repository:
-        with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO repositories VALUES (?, ?, ?)", (name, visibility, time.time()))
+        with self._session(write=True) as s:
+            s.execute(
+                "INSERT INTO repositories (name, visibility, created) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, visibility, time.time()),
+            )
         repo = self.get_repository(name)
         assert repo is not None
         return repo
 
     def set_visibility(self, name: str, visibility: Visibility) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO repositories VALUES (?, ?, ?)"
-                " ON CONFLICT(name) DO UPDATE SET visibility=excluded.visibility",
+        with self._session(write=True) as s:
+            s.execute(
+                "INSERT INTO repositories (name, visibility, created) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET visibility=excluded.visibility",
                 (name, visibility, time.time()),
             )
 
     def set_grant(self, name: str, account: str, level: GrantLevel | None) -> None:
-        with self._tx() as db:
+        with self._session(write=True) as s:
             if level is None:
-                db.execute("DELETE FROM grants WHERE repository=? AND account=?", (name, account))
+                s.execute("DELETE FROM grants WHERE repository=? AND account=?", (name, account))
             else:
-                db.execute(
-                    "INSERT INTO grants VALUES (?, ?, ?)"
-                    " ON CONFLICT(repository, account) DO UPDATE SET level=excluded.level",
+                s.execute(
+                    "INSERT INTO grants (repository, account, level) VALUES (?, ?, ?)"
+                    " ON CONFLICT (repository, account) DO UPDATE SET level=excluded.level",
                     (name, account, level),
                 )
 
     def list_repositories(self) -> list[Repository]:
-        names = [n for (n,) in self._all("SELECT name FROM repositories ORDER BY name")]
-        return [r for n in names if (r := self.get_repository(n))]
+        with self._session(write=False) as s:
+            repos = s.all("SELECT name, visibility FROM repositories")
+            grants: dict[str, dict[str, GrantLevel]] = {}
+            for repository, account, level in s.all("SELECT repository, account, level FROM grants"):
+                grants.setdefault(repository, {})[account] = level
+        return [Repository(name=n, visibility=v, grants=grants.get(n, {})) for n, v in sorted(repos)]
 
     # --- stages -------------------------------------------------------------------
     def add_stage_event(self, event: StageEvent) -> None:
-        with self._tx() as db:
-            db.execute(
+        with self._session(write=True) as s:
+            s.execute(
                 "INSERT INTO stage_events (repository, digest, stage, deployment, actor, at, evidence)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (event.repository, event.digest, event.stage, event.deployment, event.actor, event.at,
@@ -284,15 +391,16 @@ class SqliteStore:
         return [StageEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def approve_content(self, repository: str, deployment: str, bundle: str, digests: Iterable[str]) -> None:
-        with self._tx() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO approved_content VALUES (?, ?, ?, ?)",
-                [(repository, deployment, bundle, d) for d in {bundle, *digests}],
+        with self._session(write=True) as s:
+            s.executemany(
+                "INSERT INTO approved_content (repository, deployment, bundle, digest) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [(repository, deployment, bundle, d) for d in sorted({bundle, *digests})],
             )
 
     def revoke_content(self, repository: str, deployment: str, bundle: str) -> None:
-        with self._tx() as db:
-            db.execute(
+        with self._session(write=True) as s:
+            s.execute(
                 "DELETE FROM approved_content WHERE repository=? AND deployment=? AND bundle=?",
                 (repository, deployment, bundle),
             )
@@ -301,9 +409,9 @@ class SqliteStore:
         deps = sorted(deployments)
         if not deps:
             return False
-        marks = ",".join("?" * len(deps))
         rows = self._all(
-            f"SELECT 1 FROM approved_content WHERE repository=? AND digest=? AND deployment IN ({marks}) LIMIT 1",
+            "SELECT 1 FROM approved_content WHERE repository=? AND digest=?"
+            f" AND deployment IN ({_in_marks(deps)}) LIMIT 1",
             (repository, digest, *deps),
         )
         return bool(rows)
@@ -312,50 +420,134 @@ class SqliteStore:
         deps = sorted(deployments)
         if not deps:
             return False
-        marks = ",".join("?" * len(deps))
         rows = self._all(
-            f"SELECT 1 FROM approved_content WHERE repository=? AND deployment IN ({marks}) LIMIT 1",
+            f"SELECT 1 FROM approved_content WHERE repository=? AND deployment IN ({_in_marks(deps)}) LIMIT 1",
             (repository, *deps),
         )
         return bool(rows)
 
     # --- referrers ----------------------------------------------------------------
     def add_referrer(self, referrer: Referrer) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO referrers VALUES (?, ?, ?, ?, ?, ?, ?)",
+        with self._session(write=True) as s:
+            s.execute(
+                "INSERT INTO referrers (repository, subject, digest, media_type, size, artifact_type, annotations)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository, subject, digest) DO UPDATE SET"
+                " media_type=excluded.media_type, size=excluded.size, artifact_type=excluded.artifact_type,"
+                " annotations=excluded.annotations",
                 (referrer.repository, referrer.subject, referrer.digest, referrer.media_type, referrer.size,
                  referrer.artifact_type, json.dumps(referrer.annotations) if referrer.annotations else None),
             )
 
     def remove_referrer(self, repository: str, digest: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM referrers WHERE repository=? AND digest=?", (repository, digest))
+        with self._session(write=True) as s:
+            s.execute("DELETE FROM referrers WHERE repository=? AND digest=?", (repository, digest))
 
     def referrers(self, repository: str, subject: str) -> list[Referrer]:
         rows = self._all(
             "SELECT repository, subject, digest, media_type, size, artifact_type, annotations FROM referrers"
-            " WHERE repository=? AND subject=? ORDER BY digest",
+            " WHERE repository=? AND subject=?",
             (repository, subject),
         )
-        return [Referrer(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None) for r in rows]
+        out = [Referrer(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None) for r in rows]
+        return sorted(out, key=lambda r: r.digest)
 
     def clear_referrers(self) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM referrers")
+        with self._session(write=True) as s:
+            s.execute("DELETE FROM referrers")
 
     # --- tags ---------------------------------------------------------------------
     def record_tag(self, repository: str, tag: str, digest: str, actor: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO tags VALUES (?, ?, ?, ?, ?) ON CONFLICT(repository, tag) DO UPDATE SET"
+        with self._session(write=True) as s:
+            s.execute(
+                "INSERT INTO tags (repository, tag, digest, actor, at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (repository, tag) DO UPDATE SET"
                 " digest=excluded.digest, actor=excluded.actor, at=excluded.at",
                 (repository, tag, digest, actor, time.time()),
             )
 
     def tags_for(self, repository: str, digest: str) -> list[str]:
-        return [t for (t,) in self._all("SELECT tag FROM tags WHERE repository=? AND digest=?", (repository, digest))]
+        return sorted(t for (t,) in self._all("SELECT tag FROM tags WHERE repository=? AND digest=?",
+                                                (repository, digest)))
 
     def forget_digest(self, repository: str, digest: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM tags WHERE repository=? AND digest=?", (repository, digest))
+        with self._session(write=True) as s:
+            s.execute("DELETE FROM tags WHERE repository=? AND digest=?", (repository, digest))
+
+
+class SqliteStore(SqlStore):
+    """:class:`StateStore` on one SQLite file (WAL, so readers never wait for a writer).
+
+    Args:
+        path: the database file (created with its tables when missing).
+    """
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # One connection shared by the event loop and worker threads, serialised by a
+        # lock: every call is a few milliseconds, less than a pool would cost.
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._lock = threading.Lock()
+        self._create_schema()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[Session]:
+        with self._lock:
+            cursor = self._db.cursor()
+            try:
+                if not write:
+                    yield Session(cursor, self.dialect)
+                    return
+                # IMMEDIATE takes the write lock up front: another process writing the
+                # same file makes us wait (busy timeout) instead of failing mid-way.
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Session(cursor, self.dialect)
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+
+
+def open_store(data_dir: Path, url: str | None = None) -> StateStore:
+    """The state store a gateway uses.
+
+    Args:
+        data_dir: the gateway's data directory (the SQLite default is ``state.db`` there).
+        url: None or empty for that default; ``sqlite:///ABS/PATH`` for another SQLite
+            file; ``postgresql://USER@HOST:PORT/DB`` (libpq URL or ``PG*`` variables for
+            the rest, e.g. ``PGPASSWORD``) for a store shared by several gateways.
+
+    Raises:
+        ValueError: an unknown URL scheme.
+        RuntimeError: PostgreSQL support is not installed or the server cannot be reached.
+    """
+    if not url:
+        return SqliteStore(data_dir / "state.db")
+    scheme, sep, rest = url.partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in STATE_URL_SCHEMES:
+        raise ValueError(f"unsupported state store URL (want postgresql://... or sqlite:///...): {scheme}:...")
+    if scheme == "sqlite":
+        path = rest[2:] if rest.startswith("//") else rest
+        if not path:
+            raise ValueError("sqlite: URL without a path")
+        return SqliteStore(Path(path))
+    try:
+        from ecr_oci.gateway.state_pg import PostgresStore
+    except ImportError as exc:
+        raise RuntimeError(
+            f"the PostgreSQL state store needs psycopg: pip install 'psycopg[binary,pool]' ({exc})"
+        ) from None
+    return PostgresStore(url)

@@ -3,15 +3,15 @@ performance profiles.
 
 Both go through the gateway's own front door as the internal admin account
 ``ecr-system``, so its writes pass the same manifest gate, referrers index and audit
-log as anyone's. Its password is random per process and never stored in clear: a
-restart simply sets a new one.
+log as anyone's. The account has no password: each gateway process registers an API
+secret of its own (only its digest is stored) and removes it when it stops, so several
+gateways sharing one state store each keep working.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -38,16 +38,20 @@ class SystemIdentity:
 
     def __init__(self, store: StateStore, self_host: str) -> None:
         self.self_host = self_host
-        self._password = secrets.token_urlsafe(24)
-        digest = passwords.hash_password(self._password)
+        self._store = store
         if store.get_account(SYSTEM_USER) is None:
-            store.add_account(Account(name=SYSTEM_USER, kind="user", admin=True, password_hash=digest))
-        else:
-            store.set_password(SYSTEM_USER, digest)
+            store.add_account(Account(name=SYSTEM_USER, kind="user", admin=True))
+        self._secret = passwords.new_secret()
+        self._digest = passwords.secret_digest(self._secret)
+        store.add_secret(SYSTEM_USER, self._digest, f"gateway process {os.getpid()} at {self_host}")
 
     def client(self) -> RegistryClient:
         """A registry client talking to this gateway as ``ecr-system``."""
-        return RegistryClient(self.self_host, credentials=Credentials(SYSTEM_USER, self._password), plain_http=True)
+        return RegistryClient(self.self_host, credentials=Credentials(SYSTEM_USER, self._secret), plain_http=True)
+
+    def close(self) -> None:
+        """Forget this process's secret (a crashed process leaves an unusable digest behind)."""
+        self._store.remove_secret(self._digest)
 
 
 class CountersignKey:

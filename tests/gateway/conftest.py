@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway.pgserver import PostgresServer, start_postgres
 from tests.gateway.support import PASSWORDS, GatewayProcess, push_image
 
 
@@ -40,3 +41,14 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
         admin.set_stage(repo, "1.0.0", "approved", "matrix")
     yield gateway
     gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server (state store tests); each test makes its own database."""
+    try:
+        server = start_postgres()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()

@@ -36,6 +36,7 @@ class GatewayProcess:
     nodes: dict[str, str] = field(default_factory=dict)
     images: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # repo -> (digest, manifest) of 1.0.0
     extra_args: list[str] = field(default_factory=list)  # e.g. ["--registry-url", URL]
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. {"ECR_STATE_URL": URL}
 
     @property
     def host(self) -> str:
@@ -46,7 +47,7 @@ class GatewayProcess:
         return f"http://{self.host}"
 
     def start(self) -> None:
-        env = {**os.environ, "ECR_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        env = {**os.environ, "ECR_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.extra_env}
         log = (self.data_dir.parent / "gateway.log").open("ab")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
