@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.remote import fetch_bundle
-from ecr_oci.errors import EcrError
+from ecr_oci.errors import EcrError, RegistryError
 from ecr_oci.profile.attach import attach_profile
 from ecr_oci.profile.errors import EmptyWindowError, PrometheusError
 from ecr_oci.profile.hardware import detect_hardware
@@ -61,7 +61,11 @@ class CatalogLocator:
         if digest not in self._known:
             self._known = {}
             for repo in self._client.catalog():
-                for tag in self._client.tags(repo):
+                try:
+                    tags = self._client.tags(repo)
+                except RegistryError:
+                    continue  # listed for its blobs but without tags (NAME_UNKNOWN), or not readable
+                for tag in tags:
                     if tag.startswith("sha256-"):
                         continue  # referrers/signature tags, never bundles
                     found = self._client.head_manifest(repo, tag)
@@ -76,7 +80,7 @@ class CycleReport:
 
     window: Window | None = None
     attached: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "bundle@node: why"
     error: str | None = None
 
 
@@ -122,17 +126,17 @@ class Collector:
             key = f"{pair.bundle}@{pair.node}"
             try:
                 digests = self._attach(pair.bundle, pair.node, window)
-            except EmptyWindowError:
-                report.skipped.append(key)
+            except EmptyWindowError as exc:
+                report.skipped.append(f"{key}: {exc}")
                 continue
             except EcrError as exc:
                 log.warning("collector: %s on %s: %s", pair.bundle, pair.node, exc)
-                report.skipped.append(key)
+                report.skipped.append(f"{key}: {exc}")
                 continue
             if digests:
                 report.attached += digests
             else:
-                report.skipped.append(key)
+                report.skipped.append(f"{key}: not in this registry")
         return report
 
     def _attach(self, bundle_digest: str, node: str, window: Window) -> list[str]:

@@ -32,10 +32,11 @@ def test_multi_chunk_upload_round_trips(registry: Registry) -> None:
     assert client.get_blob("client/chunks", digest) == data
 
 
-@pytest.mark.parametrize(("broken_at", "resumed_at"), [(MIB, MIB), (MIB + MIB // 2, 0)])
-def test_upload_resumes_after_a_broken_connection(registry: Registry, broken_at: int, resumed_at: int) -> None:
+@pytest.mark.parametrize(("broken_at", "resumes"), [(MIB, [[0, MIB]]), (MIB + MIB // 2, [[0, 0], [0, MIB, 0]])])
+def test_upload_resumes_after_a_broken_connection(registry: Registry, broken_at: int, resumes: list[list[int]]) -> None:
     """Broken between chunks: the session goes on where the registry says it stands.
-    Broken inside a chunk: Distribution invalidates the session; a new one starts at 0."""
+    Broken inside a chunk: Distribution invalidates the session (at once, or once the
+    next chunk shows the damage); a new session starts at 0."""
     data, digest = _blob(3 * MIB)
     client = RegistryClient(registry.host, chunk_size=MIB)
     starts: list[int] = []
@@ -48,7 +49,7 @@ def test_upload_resumes_after_a_broken_connection(registry: Registry, broken_at:
         yield data[start:]
 
     client.upload_blob(f"client/resume{broken_at}", digest, len(data), read_from)
-    assert starts == [0, resumed_at]
+    assert starts in resumes
     assert client.get_blob(f"client/resume{broken_at}", digest) == data
 
 

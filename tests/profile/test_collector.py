@@ -106,3 +106,15 @@ def test_collector_background_thread_stops_cleanly(registry: Registry) -> None:
     time.sleep(1.5)
     collector.stop()
     assert collector._thread is None
+
+
+def test_catalog_locator_skips_repositories_without_tags(registry: Registry, tiny_layout: Path,
+                                                         tmp_path: Path) -> None:
+    """A repository that holds only blobs is in the catalog but has no tags (NAME_UNKNOWN)."""
+    client = RegistryClient(registry.host)
+    client.upload_bytes("fleet/blobs-only", b"just a blob")
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="located"))
+    pinned = subprocess.run(["ecr", "push", "-q", str(root), f"{registry.host}/fleet/located:0.1.0"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert "fleet/blobs-only" in client.catalog()
+    assert CatalogLocator(client)(pinned.split("@")[1]) == ["fleet/located"]
