@@ -57,6 +57,11 @@ class VerifyingWriter:
         self._sink.write(chunk)
         self.written += len(chunk)
 
+    def already_written(self, chunk: bytes) -> None:
+        """Count bytes the sink holds from before (a resumed download) without writing them."""
+        self._hash.update(chunk)
+        self.written += len(chunk)
+
     def verify(self) -> None:
         """Raises DigestMismatchError unless the bytes written match digest and size."""
         actual = "sha256:" + self._hash.hexdigest()

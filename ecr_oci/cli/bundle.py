@@ -20,6 +20,7 @@ from ecr_oci.cli.common import (
     PlainHttp,
     Quiet,
     Username,
+    connect,
     err,
     handle_errors,
     human_size,
@@ -166,9 +167,8 @@ def inspect(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Show a bundle: metadata, platforms, model files and referrers."""
-    ref = parse_reference(reference)
-    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
-                         username=username, password_stdin=password_stdin)
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure,
+                          username=username, password_stdin=password_stdin)
     bundle = fetch_bundle(client, ref)
     model_entry = bundle.model_entry()
     files: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from rich.console import Console
 from ecr_oci.errors import EcrError
 from ecr_oci.registry.auth import Credentials
 from ecr_oci.registry.client import RegistryClient
+from ecr_oci.registry.reference import Reference, parse_reference
 
 F = TypeVar("F", bound=Callable[..., Any])
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -84,6 +85,25 @@ def make_client(
             raise fail("--username needs --password-stdin or ECR_PASSWORD", 2)
         creds = Credentials(username, password)
     return RegistryClient(registry, credentials=creds, plain_http=plain_http, verify_tls=not insecure)
+
+
+def connect(
+    reference: str,
+    *,
+    plain_http: bool | None,
+    insecure: bool,
+    username: str | None = None,
+    password_stdin: bool = False,
+) -> tuple[Reference, RegistryClient]:
+    """Parse a command's REFERENCE argument and open a client for its registry.
+
+    Raises:
+        ValidationError: the reference is malformed.
+    """
+    ref = parse_reference(reference)
+    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
+                         username=username, password_stdin=password_stdin)
+    return ref, client
 
 
 def human_size(size: float) -> str:

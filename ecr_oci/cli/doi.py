@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from ecr_oci.bundle.remote import fetch_bundle
-from ecr_oci.cli.common import Insecure, PasswordStdin, PlainHttp, Username, err, handle_errors, make_client, out
+from ecr_oci.cli.common import (
+    Insecure,
+    PasswordStdin,
+    PlainHttp,
+    Username,
+    connect,
+    err,
+    handle_errors,
+    make_client,
+    out,
+)
 from ecr_oci.doi.config import load_config
 from ecr_oci.doi.mint import mint_doi, prepare
 from ecr_oci.doi.record import find_records
@@ -97,9 +107,8 @@ def show(
 
     Exits 6 when the bundle has no DOI record.
     """
-    ref = parse_reference(reference)
-    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
-                         username=username, password_stdin=password_stdin)
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure,
+                          username=username, password_stdin=password_stdin)
     bundle = fetch_bundle(client, ref)
     records = find_records(client, ref.repository, bundle.digest)
     if not records:

@@ -13,7 +13,17 @@ import typer
 from rich.table import Table
 
 from ecr_oci.bundle.remote import fetch_bundle
-from ecr_oci.cli.common import Insecure, PasswordStdin, PlainHttp, Username, err, handle_errors, make_client, out
+from ecr_oci.cli.common import (
+    Insecure,
+    PasswordStdin,
+    PlainHttp,
+    Username,
+    connect,
+    err,
+    handle_errors,
+    make_client,
+    out,
+)
 from ecr_oci.errors import ValidationError
 from ecr_oci.profile import (
     ProfileContext,
@@ -74,9 +84,8 @@ def attach(
         raise ValidationError("give exactly one of --prometheus URL or --scrape URL")
     if stage not in ("vw", "node"):
         raise ValidationError(f"stage must be vw or node, not {stage!r}")
-    ref = parse_reference(reference)
-    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure, username=username,
-                         password_stdin=password_stdin)
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure,
+                          username=username, password_stdin=password_stdin)
     bundle = fetch_bundle(client, ref)
     hardware = _hardware(accelerator, hardware_model, hardware_arch)
     context = ProfileContext(bundle=bundle.digest, node=node, stage=stage,  # type: ignore[arg-type]
@@ -134,9 +143,8 @@ def list_(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Compare a bundle's profiles side by side across nodes, hardware and stages."""
-    ref = parse_reference(reference)
-    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure, username=username,
-                         password_stdin=password_stdin)
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure,
+                          username=username, password_stdin=password_stdin)
     profiles = list_profiles(client, fetch_bundle(client, ref))
     if not profiles:
         err.print("no profiles attached yet")
@@ -182,9 +190,8 @@ def show(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Show a bundle's profiles in full."""
-    ref = parse_reference(reference)
-    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure, username=username,
-                         password_stdin=password_stdin)
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure,
+                          username=username, password_stdin=password_stdin)
     profiles = list_profiles(client, fetch_bundle(client, ref), node=node)
     if not profiles:
         raise ValidationError(f"no profiles{' for node ' + node if node else ''} on {ref}")

@@ -16,6 +16,7 @@ from ecr_oci.cli.common import (
     PasswordStdin,
     PlainHttp,
     Username,
+    connect,
     err,
     handle_errors,
     make_client,
@@ -234,9 +235,8 @@ def provenance_show(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Show a bundle's provenance; with --key, only a statement signed by that key."""
-    ref = parse_reference(reference)
-    client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
-                         username=username, password_stdin=password_stdin)
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure,
+                          username=username, password_stdin=password_stdin)
     if key is not None:
         pinned, statement, found = verify_provenance(client, ref, load_public_key(key), key.name)
         status = f"signature verified with {key.name} ({found.source})"

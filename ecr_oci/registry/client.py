@@ -482,8 +482,7 @@ class RegistryClient:
                 writer = VerifyingWriter(fh, digest, size)
                 if start:
                     for chunk in _iter_path(part, 0, limit=start):
-                        writer._hash.update(chunk)
-                    writer.written = start
+                        writer.already_written(chunk)  # re-hash what an earlier attempt kept
                     if progress:
                         progress(start)
                 try:
