@@ -20,7 +20,7 @@ from typing import Any
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.config import Platform
 from ecr_oci.bundle.remote import RemoteBundle, fetch_bundle
-from ecr_oci.digest import hex_of
+from ecr_oci.digest import hex_of, sha256_file
 from ecr_oci.errors import ValidationError
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
@@ -114,7 +114,7 @@ def pull_bundle(
     report.bytes_downloaded = progress.bytes
     report.files = [dest for _, _, dest, _ in jobs]
     if not model_only:
-        _write_layout(out / "image", {**entry, "size": entry["size"]}, bundle.metadata.get("version") or "latest")
+        _write_layout(out / "image", entry, bundle.metadata.get("version") or "latest")
     record = {
         "reference": bundle.reference.pinned(),
         "digest": bundle.digest,
@@ -126,6 +126,4 @@ def pull_bundle(
 
 
 def _verified(path: Path, digest: str) -> bool:
-    from ecr_oci.digest import sha256_file
-
     return sha256_file(path)[0] == digest
