@@ -9,7 +9,7 @@ The OpenAPI description is served at ``/api/v1/openapi.json``.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -17,41 +17,62 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecr_oci import mediatypes as mt
-from ecr_oci.bundle.annotations import metadata_from
+from ecr_oci import jsontext
 from ecr_oci.errors import EcrError
-from ecr_oci.gateway import passwords, referrers
+from ecr_oci.gateway import catalog, names, passwords, referrers
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.openapi import OPENAPI
-from ecr_oci.gateway.policy import PULL, Caller, can_manage
-from ecr_oci.gateway.stages import StageError, StagePolicy, content_closure, current_stages, set_stage
+from ecr_oci.gateway.policy import Caller, can_manage
+from ecr_oci.gateway.stages import StageError, StagePolicy, content_closure, set_stage
 from ecr_oci.gateway.state import GRANT_LEVELS, VISIBILITIES, Account
 from ecr_oci.gateway.system import SYSTEM_USER, countersign
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 
+MAX_BODY_BYTES = 1 << 20
+
 
 class ApiError(Exception):
-    def __init__(self, message: str, status: int = 400) -> None:
+    """A refusal: ``{"error": message}`` with ``status``; ``repository`` goes to the audit record."""
+
+    def __init__(self, message: str, status: int = 400, repository: str | None = None) -> None:
         self.status = status
+        self.repository = repository
         super().__init__(message)
 
 
 async def _caller(request: Request, *, required: bool = True) -> Caller:
     gateway: Gateway = request.app.state.gateway
     caller, _claims, bad = await gateway.identify(request)
+    request.state.caller = caller
     if bad or (required and caller.name is None):
         raise ApiError("authentication required", 401)
     return caller
 
 
 async def _body(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(f"body: larger than {MAX_BODY_BYTES} bytes", 413)
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(f"body: larger than {MAX_BODY_BYTES} bytes", 413)
     try:
-        data = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise ApiError("body: not valid JSON") from None
+        data = jsontext.loads(raw or b"{}")
+    except ValueError as exc:
+        raise ApiError(f"body: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError("body: must be a JSON object")
     return data
+
+
+def _parsed(parse: Callable[[str], str], value: Any, what: str) -> str:
+    """``value`` through a :mod:`names` parser, as a 400 naming ``what`` when it does not parse."""
+    try:
+        return parse(value if isinstance(value, str) else "")
+    except names.InvalidName as exc:
+        raise ApiError(f"{what}: {exc}") from None
 
 
 def _require_admin(caller: Caller) -> None:
@@ -66,9 +87,11 @@ def _handler(fn: Any) -> Any:
             return await fn(request, gateway)  # type: ignore[no-any-return]
         except ApiError as exc:
             headers = {"WWW-Authenticate": 'Basic realm="ecr"'} if exc.status == 401 else None
-            if exc.status in (401, 403):
+            if exc.status in (401, 403, 404):
                 gateway.metrics.denials.labels("api").inc()
-                gateway.audit.record(f"api.{fn.__name__}", actor="?", decision="deny", reason=str(exc))
+                caller: Caller | None = getattr(request.state, "caller", None)
+                gateway.audit.record(f"api.{fn.__name__}", actor=caller.label if caller else "?", decision="deny",
+                                     repository=exc.repository, status=exc.status, reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
 
     return wrapped
@@ -85,9 +108,8 @@ async def add_user(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
     _require_admin(caller)
     body = await _body(request)
-    name, password = str(body.get("name") or ""), str(body.get("password") or "")
-    if not name or "/" in name or ":" in name:
-        raise ApiError("name: required, without '/' or ':'")
+    name = _parsed(names.user, body.get("name"), "name")
+    password = str(body.get("password") or "")
     if len(password) < 8:
         raise ApiError("password: at least 8 characters")
     if (existing := gateway.store.get_account(name)) is not None and existing.kind != "user":
@@ -100,7 +122,7 @@ async def add_user(request: Request, gateway: Gateway) -> Response:
 
 async def add_token(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    name = request.path_params["name"]
+    name = _parsed(names.account, request.path_params["name"], "name")
     if caller.name != name:
         _require_admin(caller)
     if gateway.store.get_account(name) is None:
@@ -116,12 +138,11 @@ async def add_node(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
     _require_admin(caller)
     body = await _body(request)
-    name = str(body.get("name") or "")
+    name = _parsed(names.account, body.get("name"), "name")
     deployments = body.get("deployments") or []
-    if not name or "/" in name or ":" in name:
-        raise ApiError("name: required, without '/' or ':'")
-    if not isinstance(deployments, list) or not all(isinstance(d, str) and d for d in deployments):
+    if not isinstance(deployments, list):
         raise ApiError("deployments: a list of names")
+    deployments = [_parsed(names.deployment, d, "deployments") for d in deployments]
     if (existing := gateway.store.get_account(name)) is not None and existing.kind != "node":
         raise ApiError(f"name: {name} is a {existing.kind}", 409)
     gateway.store.add_account(Account(name=name, kind="node", deployments=frozenset(deployments)))
@@ -136,12 +157,12 @@ def _managed(gateway: Gateway, caller: Caller, name: str) -> None:
     facts = gateway.facts(name, caller)
     if not can_manage(caller, facts):
         # Same answer whether the repository exists or not.
-        raise ApiError(f"not allowed to manage {name}", 403)
+        raise ApiError(f"not allowed to manage {name}", 403, repository=name)
 
 
 async def set_visibility(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    name = request.path_params["name"]
+    name = _parsed(names.repository, request.path_params["name"], "repository")
     _managed(gateway, caller, name)
     visibility = (await _body(request)).get("visibility")
     if visibility not in VISIBILITIES:
@@ -154,7 +175,8 @@ async def set_visibility(request: Request, gateway: Gateway) -> Response:
 
 async def set_grant(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    name, account = request.path_params["name"], request.path_params["account"]
+    name = _parsed(names.repository, request.path_params["name"], "repository")
+    account = _parsed(names.account, request.path_params["account"], "account")
     _managed(gateway, caller, name)
     level = None
     if request.method == "PUT":
@@ -176,24 +198,30 @@ async def _resolve(gateway: Gateway, repository: str, reference: str) -> str:
     resp = await gateway.upstream.head(f"/v2/{repository}/manifests/{reference}", repository, MANIFEST_ACCEPT)
     digest = resp.headers.get("docker-content-digest")
     if resp.status_code != 200 or not digest:
-        raise ApiError(f"{repository}:{reference} not found", 404)
+        raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
     return str(digest)
 
 
 async def post_stage(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
     body = await _body(request)
-    repository, reference = str(body.get("repository") or ""), str(body.get("reference") or "")
-    if PULL not in gateway.allowed(caller, repository):
-        raise ApiError(f"{repository}:{reference} not found", 404)
+    repository = _parsed(names.repository, body.get("repository"), "repository")
+    reference = _parsed(names.reference, body.get("reference"), "reference")
+    if not catalog.may_pull(gateway, caller, repository):
+        raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
     digest = await _resolve(gateway, repository, reference)
+    if not catalog.may_see(gateway, caller, repository, digest):
+        raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
+    deployment = body.get("deployment") or ""
+    if deployment:
+        deployment = _parsed(names.deployment, deployment, "deployment")
     evidence = body.get("evidence") or {}
     if not isinstance(evidence, dict):
         raise ApiError("evidence: must be an object")
     policy = StagePolicy.load(gateway.config.data_dir / "stage-policy.json")
     try:
         event = await set_stage(gateway.upstream, gateway.store, policy, caller, repository, digest,
-                                str(body.get("stage") or ""), str(body.get("deployment") or ""), evidence)
+                                str(body.get("stage") or ""), deployment, evidence)
     except StageError as exc:
         gateway.audit.record("stage.set", actor=caller.label, decision="deny", repository=repository,
                              digest=digest, reason=str(exc))
@@ -238,10 +266,13 @@ def _event(event: Any) -> dict[str, Any]:
 
 async def get_stages(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request, required=False)
-    name = request.path_params["name"]
-    if PULL not in gateway.allowed(caller, name):
-        raise ApiError(f"repository {name} not found", 404)
-    events = gateway.store.stage_events(name, request.query_params.get("digest"))
+    name = _parsed(names.repository, request.path_params["name"], "repository")
+    digest = request.query_params.get("digest")
+    if digest is not None:
+        digest = _parsed(names.digest, digest, "digest")
+    events = catalog.stage_events(gateway, caller, name, digest)
+    if events is None:
+        raise ApiError(f"repository {name} not found", 404, repository=name)
     return JSONResponse({"repository": name, "events": [_event(e) for e in events]})
 
 
@@ -254,79 +285,18 @@ async def reindex(request: Request, gateway: Gateway) -> Response:
 
 
 # --- catalog and search ---------------------------------------------------------------
-async def _bundle_versions(gateway: Gateway, repository: str) -> list[dict[str, Any]]:
-    out = []
-    for tag in await gateway.upstream.tags(repository):
-        if referrers.FALLBACK_TAG.match(tag) or tag.endswith((".sig", ".att", ".sbom")):
-            continue
-        manifest = await gateway.manifest(repository, tag)
-        if manifest is None:
-            continue
-        doc = json.loads(manifest.data)
-        if doc.get("artifactType") != mt.BUNDLE_ARTIFACT_TYPE:
-            continue
-        events = gateway.store.stage_events(repository, manifest.digest)
-        dois = [
-            r.annotations[mt.ECR_DOI] for r in gateway.store.referrers(repository, manifest.digest)
-            if r.artifact_type == mt.DOI_ARTIFACT_TYPE and r.annotations and mt.ECR_DOI in r.annotations
-        ]
-        out.append({
-            "tag": tag,
-            "digest": manifest.digest,
-            "doi": dois[-1] if dois else None,
-            "metadata": metadata_from(doc.get("annotations") or {}),
-            "platforms": [
-                "/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k))
-                for m in doc.get("manifests") or [] if (p := m.get("platform")) and p.get("os") != "unknown"
-            ],
-            "stages": current_stages(events),
-        })
-    return out
-
-
-def _matches(version: dict[str, Any], request: Request) -> bool:
-    q = request.query_params
-    meta = version["metadata"]
-    text = " ".join(str(meta.get(k, "")) for k in ("name", "description", "science")).lower()
-    keywords = [k.lower() for k in meta.get("keywords") or []]
-    if (term := q.get("q")) and term.lower() not in text and term.lower() not in keywords:
-        return False
-    if (kw := q.get("keyword")) and kw.lower() not in keywords:
-        return False
-    if (platform := q.get("platform")) and platform not in version["platforms"]:
-        return False
-    if (runtime := q.get("runtime")) and runtime not in (meta.get("runtime") or {}):
-        return False
-    if (hardware := q.get("hardware")) and hardware not in (meta.get("hardware") or {}):
-        return False
-    return not ((stage := q.get("stage")) and stage not in version["stages"].values())
-
-
 async def search(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request, required=False)
-    results = []
-    for repository in await gateway.upstream.catalog():
-        if PULL not in gateway.allowed(caller, repository):
-            continue
-        if (name := request.query_params.get("name")) and name not in repository:
-            continue
-        versions = [v for v in await _bundle_versions(gateway, repository) if _matches(v, request)]
-        if versions:
-            results.append({"repository": repository, "versions": versions})
-    return JSONResponse({"bundles": results})
+    return JSONResponse({"bundles": await catalog.search(gateway, caller, request.query_params)})
 
 
 async def bundle_detail(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request, required=False)
-    name = request.path_params["name"]
-    if PULL not in gateway.allowed(caller, name):
-        raise ApiError(f"repository {name} not found", 404)
-    versions = await _bundle_versions(gateway, name)
-    if not versions:
-        raise ApiError(f"repository {name} not found", 404)
-    for version in versions:
-        version["referrers"] = [r.descriptor() for r in gateway.store.referrers(name, version["digest"])]
-    return JSONResponse({"repository": name, "versions": versions})
+    name = _parsed(names.repository, request.path_params["name"], "repository")
+    found = await catalog.bundle(gateway, caller, name)
+    if found is None:
+        raise ApiError(f"repository {name} not found", 404, repository=name)
+    return JSONResponse(found)
 
 
 async def openapi(request: Request, gateway: Gateway) -> Response:

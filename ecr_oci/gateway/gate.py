@@ -15,14 +15,13 @@ names the failing field.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ecr_oci import jsontext, spec
 from ecr_oci import mediatypes as mt
-from ecr_oci import spec
 from ecr_oci.bundle.annotations import validate_annotations
 from ecr_oci.errors import ValidationError
 
@@ -100,9 +99,9 @@ def structural(data: bytes, content_type: str, limit: int) -> Checked:
     if len(data) > limit:
         raise GateError(f"manifest: larger than {limit} bytes", code="SIZE_INVALID", status=413)
     try:
-        doc = json.loads(data)
-    except ValueError:
-        raise GateError("manifest: not valid JSON") from None
+        doc = jsontext.loads(data)
+    except ValueError as exc:
+        raise GateError(f"manifest: {exc}") from None
     if not isinstance(doc, dict):
         raise GateError("manifest: not a JSON object")
     if doc.get("schemaVersion") != 2:
@@ -218,7 +217,7 @@ async def check_referrer(checked: Checked, read_blob: BlobReader) -> None:
         raise GateError(f"layers: profile summary {layer['digest']} is not in this repository",
                         code="MANIFEST_BLOB_UNKNOWN")
     try:
-        summary = json.loads(data)
+        summary = jsontext.loads(data)
         spec.check("profile", summary, what="profile")
     except ValidationError as exc:
         raise GateError(str(exc)) from None

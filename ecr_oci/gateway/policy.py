@@ -172,10 +172,14 @@ def facts(store: StateStore, name: str, caller: Caller) -> RepoFacts:
 
 
 def can_manage(caller: Caller, repo: RepoFacts) -> bool:
-    """Who may change visibility and grants: admins, the namespace owner, admin grantees."""
+    """Who may change visibility and grants: ECR admins, the namespace owner, and ``admin``
+    grantees of a ``public`` or ``protected`` repository (on a ``private`` one every grant
+    is dormant, exactly as :class:`GrantRule` treats it)."""
     if caller.kind != "user":
         return False
-    return caller.admin or repo.namespace == caller.name or repo.grants.get(caller.name or "") == "admin"
+    if caller.admin or repo.namespace == caller.name:
+        return True
+    return repo.visibility in ("public", "protected") and repo.grants.get(caller.name or "") == "admin"
 
 
 def visible(actions: Iterable[str]) -> bool:
