@@ -26,6 +26,11 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option("--public-url", help="Address clients use (e.g. https://ecr.example.org).")
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option("--trusted-proxy", help="Address of a reverse proxy whose X-Forwarded-* headers are"
+                                             " believed (repeatable; e.g. 127.0.0.1 for nginx on this host)."),
+    ] = None,
     collect_prometheus: Annotated[
         str | None,
         typer.Option("--collect-prometheus", envvar="ECR_COLLECT_PROMETHEUS",
@@ -58,7 +63,8 @@ def serve(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request otherwise
     try:
         run(data_dir, listen, registry_url=registry_url, default_visibility=default_visibility,  # type: ignore[arg-type]
-            public_url=public_url, collect_prometheus=collect_prometheus,
+            public_url=public_url, trusted_proxies=frozenset(trusted_proxy or ()),
+            collect_prometheus=collect_prometheus,
             collect_interval=parse_duration(collect_interval), state_url=state_url or None)
     except RuntimeError as exc:
         raise fail(str(exc), 1) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -70,6 +71,7 @@ def serve(
     collect_prometheus: str | None = None,
     collect_interval: float = 300.0,
     state_url: str | None = None,
+    trusted_proxies: frozenset[str] = frozenset(),
 ) -> None:
     """Run the gateway until interrupted (and the embedded registry with it).
 
@@ -85,11 +87,15 @@ def serve(
             ``collect_interval`` seconds (windows aligned to it), as ``ecr-system``.
         state_url: the state store (``postgresql://...`` to share it between gateways);
             None: SQLite in ``data_dir``.
+        trusted_proxies: reverse proxies whose ``X-Forwarded-*`` headers are believed.
 
     Raises:
         RuntimeError: the embedded registry cannot start, or the state store cannot be opened.
     """
     host, _, port = listen.rpartition(":")
+    # Everything the gateway and its registry create (state, audit log, keys, blobs) is
+    # the service account's alone.
+    os.umask(0o077)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedRegistry | None = None
@@ -104,15 +110,15 @@ def serve(
         gateway = Gateway(GatewayConfig(data_dir=data_dir, registry_url=registry_url,
                                         default_visibility=default_visibility, public_url=public_url,
                                         storage_dir=embedded.storage if embedded else None,
-                                        self_host=f"{host or '127.0.0.1'}:{port}", state_url=state_url))
+                                        self_host=f"{host or '127.0.0.1'}:{port}", state_url=state_url,
+                                        trusted_proxies=trusted_proxies))
         if where := gateway.bootstrap_admin():
             log.warning("created user 'admin' (password: %s)", where)
         config = uvicorn.Config(
             create_app(gateway),
             host=host or "127.0.0.1",
             port=int(port),
-            proxy_headers=True,  # X-Forwarded-Proto/For from a TLS reverse proxy
-            forwarded_allow_ips="127.0.0.1",
+            proxy_headers=False,  # forwarded headers are read by the gateway, from trusted proxies only
             log_level="warning",
             access_log=False,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -26,7 +27,8 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._fh = path.open("a", encoding="utf-8")
+        # Owner-only whatever the umask: the log names every account and repository.
+        self._fh = open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8")
 
     def record(self, event: str, *, actor: str, decision: str, **fields: Any) -> None:
         """Write one event (``decision`` is ``allow`` or ``deny``)."""

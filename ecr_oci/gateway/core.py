@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ecr_oci.gateway.upstream import UPSTREAM_SERVICE, Upstream
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 
 SERVICE = "ecr"
+_HOST = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
 ISSUER = "ecr-gateway"
 ADMIN_USER = "admin"
 
@@ -45,12 +47,14 @@ class GatewayConfig:
         default_visibility: visibility of a repository created by its first push.
         token_ttl: lifetime of client tokens, seconds.
         max_manifest_bytes: larger manifest PUTs are refused (SIZE_INVALID).
-        public_url: the address clients use (``https://ecr.example.org``); None: taken
-            from each request (``Host``, ``X-Forwarded-Proto``/``-Host`` of a proxy).
+        public_url: the address clients use (``https://ecr.example.org``); None: the
+            ``X-Forwarded-Proto``/``-Host`` of a trusted proxy, else the address it listens on.
         storage_dir: the registry's filesystem storage when this gateway owns it
             (embedded mode): blob reads are then served from the files.
         state_url: the state store (:func:`~ecr_oci.gateway.state.open_store`); None:
             SQLite in ``data_dir``. Gateways sharing one ``postgresql://`` store scale out.
+        trusted_proxies: addresses of reverse proxies (say ``127.0.0.1`` for an nginx on the
+            same host) whose ``X-Forwarded-*`` headers are believed; nobody else's are.
     """
 
     data_dir: Path
@@ -62,12 +66,63 @@ class GatewayConfig:
     storage_dir: Path | None = None
     self_host: str | None = None  # HOST:PORT it listens on: enables countersigning and collection
     state_url: str | None = None
+    trusted_proxies: frozenset[str] = frozenset()  # peers whose X-Forwarded-* headers are believed
 
 
 def oci_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """An OCI distribution error response (``{"errors": [...]}``)."""
     body = json.dumps({"errors": [{"code": code, "message": message, "detail": None}]})
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+class Throttled(Exception):
+    """Too many failed logins for an account or from an address: retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many failed logins: retry in {retry_after} s")
+
+
+class LoginThrottle:
+    """Counts failed logins per account and per client address.
+
+    After ``account_limit`` failures for one account (or ``address_limit`` from one
+    address, which many honest users may share behind NAT) within ``window`` seconds,
+    further logins there are refused without a password check until the window has
+    passed: guessing is slowed to a few tries a minute, and refused tries cost no scrypt time.
+    """
+
+    def __init__(self, account_limit: int = 10, address_limit: int = 100, window: float = 60.0) -> None:
+        self._limits = {"account": account_limit, "address": address_limit}
+        self._window = window
+        self._failures: dict[tuple[str, str], list[float]] = {}
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if t > now - self._window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def check(self, account: str, address: str | None) -> None:
+        """Raises :class:`Throttled` when the account or the address has used up its failures."""
+        now = time.monotonic()
+        for key in self._keys(account, address):
+            times = self._recent(key, now)
+            if len(times) >= self._limits[key[0]]:
+                raise Throttled(max(1, int(times[0] + self._window - now) + 1))
+
+    def failed(self, account: str, address: str | None) -> None:
+        now = time.monotonic()
+        if len(self._failures) > 100_000:  # bounded memory under a spray of names
+            self._failures.clear()
+        for key in self._keys(account, address):
+            self._failures.setdefault(key, []).append(now)
+
+    @staticmethod
+    def _keys(account: str, address: str | None) -> list[tuple[str, str]]:
+        return [("account", account), *([("address", address)] if address else [])]
 
 
 class Gateway:
@@ -100,6 +155,7 @@ class Gateway:
         # Verified tokens: a client sends the same token for many requests, and an RSA
         # verification per request would dominate the gateway's own cost.
         self._verified: dict[str, dict[str, Any]] = {}
+        self.logins = LoginThrottle()
 
     async def close(self) -> None:
         await self.upstream.close()
@@ -141,23 +197,35 @@ class Gateway:
                 account = None
         if account is None:
             candidate = self.store.get_account(username)
-            if candidate and candidate.password_hash and passwords.verify_password(password, candidate.password_hash):
-                account = candidate
+            if candidate and candidate.password_hash:
+                if passwords.verify_password(password, candidate.password_hash):
+                    account = candidate
+            else:
+                # The same scrypt work for a name that has no password: no timing oracle.
+                passwords.verify_password(password, passwords.dummy_hash())
         if account is None:
             return None
         return Caller(name=account.name, kind=account.kind, admin=account.admin, deployments=account.deployments)
 
-    async def authenticate_basic(self, header: str) -> Caller | None:
-        """The caller a ``Basic`` header names, or None when the credentials are wrong."""
+    async def authenticate_basic(self, header: str, client: str | None = None) -> Caller | None:
+        """The caller a ``Basic`` header names, or None when the credentials are wrong.
+
+        Raises:
+            Throttled: too many recent failures for that account or from ``client``.
+        """
         try:
             raw = base64.b64decode(header.split(" ", 1)[1], validate=True).decode()
         except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
             return None
         username, sep, password = raw.partition(":")
-        if not sep:
+        if not sep or len(username) > 256 or len(password) > 1024:
             return None
+        self.logins.check(username, client)
         # scrypt takes tens of milliseconds: keep it off the event loop.
-        return await run_in_threadpool(self._check_password, username, password)
+        caller = await run_in_threadpool(self._check_password, username, password)
+        if caller is None:
+            self.logins.failed(username, client)
+        return caller
 
     def caller_from_claims(self, claims: dict[str, Any]) -> Caller:
         """Rebuild the caller from a verified token (accounts may have changed since)."""
@@ -183,7 +251,10 @@ class Gateway:
                 return ANONYMOUS, None, True
             return self.caller_from_claims(claims), claims, False
         if scheme == "basic":
-            caller = await self.authenticate_basic(header)
+            try:
+                caller = await self.authenticate_basic(header, self.client_address(request))
+            except Throttled:
+                caller = None
             return (caller or ANONYMOUS), None, caller is None
         return ANONYMOUS, None, False
 
@@ -255,10 +326,31 @@ class Gateway:
         message = "authentication required" if not has_token else "insufficient scope"
         return oci_error(401, "UNAUTHORIZED", message, self.challenge(request, scope, error))
 
+    def _via_trusted_proxy(self, request: Request) -> bool:
+        return request.client is not None and request.client.host in self.config.trusted_proxies
+
+    def client_address(self, request: Request) -> str | None:
+        """The client's address: the peer, or the nearest hop a trusted proxy reports."""
+        if self._via_trusted_proxy(request) and (forwarded := request.headers.get("x-forwarded-for")):
+            return forwarded.split(",")[-1].strip() or None
+        return request.client.host if request.client else None
+
     def public_base(self, request: Request) -> str:
-        """The gateway's own address as the client sees it (behind a TLS proxy too)."""
+        """The gateway's own address as clients see it, for token realms and ``Location`` headers.
+
+        ``--public-url`` when set; else what a trusted reverse proxy says
+        (``X-Forwarded-Proto``/``-Host``); else the address the gateway listens on. A
+        client's own ``Host`` or ``X-Forwarded-*`` headers never choose where other
+        clients are sent for tokens.
+        """
         if self.config.public_url:
             return self.config.public_url.rstrip("/")
-        proto = request.headers.get("x-forwarded-proto") or request.url.scheme
-        host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
-        return f"{proto}://{host}"
+        if self._via_trusted_proxy(request):
+            proto = request.headers.get("x-forwarded-proto") or request.url.scheme
+            host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+            if proto in ("http", "https") and _HOST.match(host):
+                return f"{proto}://{host}"
+        if self.config.self_host and not self.config.self_host.startswith(("0.0.0.0:", "[::]:")):
+            return f"{request.url.scheme}://{self.config.self_host}"
+        host = request.headers.get("host", "")
+        return f"{request.url.scheme}://{host if _HOST.match(host) else request.url.netloc}"

@@ -12,16 +12,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 import httpx
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.digest import sha256_bytes
-from ecr_oci.gateway import gate
+from ecr_oci.gateway import catalog, gate, names, releases
 from ecr_oci.gateway.core import Gateway, oci_error
 from ecr_oci.gateway.policy import DELETE, PULL, PUSH, Caller, is_release_tag
 from ecr_oci.gateway.referrers import add_to_fallback, index_document, referrer_of
@@ -30,13 +33,25 @@ from ecr_oci.registry.client import MANIFEST_ACCEPT
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+# Path shapes only; names, references and digests are then parsed by gateway.names.
 _ROUTES = (
     ("tags", re.compile(rf"^(?P<name>{_NAME})/tags/list$")),
-    ("manifest", re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<ref>[A-Za-z0-9_.:=+-]+)$")),
-    ("upload", re.compile(rf"^(?P<name>{_NAME})/blobs/uploads/(?P<uuid>[A-Za-z0-9_.=-]*)$")),
-    ("blob", re.compile(rf"^(?P<name>{_NAME})/blobs/(?P<digest>[a-z0-9]+:[a-f0-9]+)$")),
-    ("referrers", re.compile(rf"^(?P<name>{_NAME})/referrers/(?P<digest>[a-z0-9]+:[a-f0-9]+)$")),
+    ("manifest", re.compile(rf"^(?P<name>{_NAME})/manifests/(?P<ref>[^/]+)$")),
+    ("upload", re.compile(rf"^(?P<name>{_NAME})/blobs/uploads/(?P<ref>[A-Za-z0-9_-]*)$")),
+    ("blob", re.compile(rf"^(?P<name>{_NAME})/blobs/(?P<ref>[^/]+)$")),
+    ("referrers", re.compile(rf"^(?P<name>{_NAME})/referrers/(?P<ref>[^/]+)$")),
 )
+# Which methods each route answers: anything else is 405, before any authorization.
+_ROUTE_METHODS = {
+    "tags": ("GET", "HEAD"),
+    "manifest": ("GET", "HEAD", "PUT", "DELETE"),
+    "blob": ("GET", "HEAD", "DELETE"),
+    "upload": ("POST", "GET", "PATCH", "PUT", "DELETE"),
+    "referrers": ("GET", "HEAD"),
+}
+# What the registry is told a forwarded request may do: exactly the decided action.
+_UPSTREAM_ACTIONS = {PULL: ("pull",), PUSH: ("pull", "push"), DELETE: ("delete",)}
+_MAX_FORM_BYTES = 64 << 10
 _REQUEST_HEADERS = ("accept", "content-type", "content-length", "content-range", "range", "if-none-match",
                     "if-match", "if-modified-since")
 _RESPONSE_HEADERS = ("content-type", "content-length", "docker-content-digest", "docker-upload-uuid", "location",
@@ -44,8 +59,51 @@ _RESPONSE_HEADERS = ("content-type", "content-length", "docker-content-digest", 
                      "cache-control", "docker-distribution-api-version", "oci-filters-applied")
 
 
-def _action(route: str, method: str) -> str:
-    if route == "upload" or (route == "manifest" and method == "PUT"):
+@dataclass(frozen=True)
+class Target:
+    """A parsed ``/v2`` request: the route, the repository, and its reference, digest or upload id."""
+
+    route: str
+    name: str
+    ref: str = ""
+
+    @property
+    def upstream_path(self) -> str:
+        """The registry URL path, built from parsed parts only."""
+        tail = {"tags": "tags/list", "manifest": f"manifests/{self.ref}", "blob": f"blobs/{self.ref}",
+                "upload": f"blobs/uploads/{self.ref}", "referrers": f"referrers/{self.ref}"}[self.route]
+        return f"/v2/{self.name}/{tail}"
+
+
+def _parse(path: str, method: str) -> Target | Response:
+    """The request's target, or the OCI error answering a malformed one."""
+    for route, pattern in _ROUTES:  # noqa: B007 (the matching route is used after the loop)
+        if match := pattern.match(path):
+            break
+    else:
+        if re.search(r"(^|/)(manifests|blobs|tags|referrers)/", path):
+            return oci_error(400, "NAME_INVALID", "invalid repository name or reference")
+        return oci_error(404, "UNSUPPORTED", "not a distribution API path")
+    allowed = _ROUTE_METHODS[route]
+    if route == "upload":
+        allowed = ("POST",) if not match["ref"] else tuple(m for m in allowed if m != "POST")
+    if method not in allowed:
+        return oci_error(405, "UNSUPPORTED", f"{method} is not supported here",
+                         headers={"Allow": ", ".join(allowed)})
+    try:
+        name = names.repository(match["name"])
+        ref = match["ref"] if "ref" in pattern.groupindex else ""
+        if route == "manifest":
+            ref = names.reference(ref)
+        elif route in ("blob", "referrers"):
+            ref = names.digest(ref)
+    except names.InvalidName as exc:
+        return oci_error(400, exc.code, str(exc))
+    return Target(route, name, ref)
+
+
+def _action(target: Target, method: str) -> str:
+    if target.route == "upload" or (target.route == "manifest" and method == "PUT"):
         return PUSH
     if method == "DELETE":
         return DELETE
@@ -74,28 +132,38 @@ async def _counted(gateway: Gateway, stream: AsyncIterator[bytes], direction: st
 async def forward(
     gateway: Gateway,
     request: Request,
-    repository: str,
+    target: Target,
+    action: str,
     *,
     content: bytes | None = None,
-    params: Any = None,
+    params: list[tuple[str, str | int | float | bool | None]] | None = None,
     extra_headers: dict[str, str] | None = None,
+    send_body: bool = True,
 ) -> Response:
-    """Send the request on to the registry and stream its answer back."""
+    """Send the request on to the registry, with a token for exactly ``action``, and stream its answer back.
+
+    Only the parsed target's path and the ``params`` the caller decided reach the
+    registry: no client path fragment or query parameter passes through unread.
+    """
     # Clients (skopeo) send Accept as several header lines: keep them all.
     headers = {k: ", ".join(v) for k in _REQUEST_HEADERS if (v := request.headers.getlist(k))}
-    headers.update(gateway.upstream.auth_header("repository", repository))
+    headers.update(gateway.upstream.auth_header("repository", target.name, _UPSTREAM_ACTIONS[action]))
+    if target.route == "upload":
+        # Distribution reads upload parameters with Go's FormValue, which parses a form
+        # body too: an upload body is only ever blob bytes to the registry.
+        headers["content-type"] = "application/octet-stream"
     headers.update(extra_headers or {})
     body: Any = content
-    if content is None and request.method in ("POST", "PUT", "PATCH") and (
+    if not send_body:
+        body = b""
+        headers.pop("transfer-encoding", None)
+        headers["content-length"] = "0"
+    elif content is None and request.method in ("POST", "PUT", "PATCH") and (
         "content-length" in request.headers or "transfer-encoding" in request.headers
     ):
         body = _counted(gateway, request.stream(), "in")
     upstream_request = gateway.upstream.http.build_request(
-        request.method,
-        request.url.path,
-        params=params if params is not None else list(request.query_params.multi_items()),
-        headers=headers,
-        content=body,
+        request.method, target.upstream_path, params=params or [], headers=headers, content=body,
     )
     resp = await gateway.upstream.http.send(upstream_request, stream=True)
     out = _response_headers(gateway, request, resp)
@@ -118,87 +186,113 @@ async def v2(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     started = time.perf_counter()
     path = request.path_params.get("rest", "")
-    route, match = "base", None
-    if path in ("", "/"):
-        route = "base"
-    elif path == "_catalog":
-        route = "catalog"
-    else:
-        for name, pattern in _ROUTES:
-            if m := pattern.match(path):
-                route, match = name, m
-                break
-        else:
-            route = "unknown"
+    route = "base" if path in ("", "/") else "catalog" if path == "_catalog" else "unknown"
     caller, claims, bad = await gateway.identify(request)
     decision = "allow"
     try:
-        response = await _dispatch(gateway, request, route, match, caller, claims, bad)
+        if route == "unknown":
+            parsed = _parse(path, request.method)
+            if isinstance(parsed, Response):
+                response = parsed
+                decision = "invalid"
+            else:
+                route = parsed.route
+                response = await _dispatch(gateway, request, parsed, caller, claims, bad)
+        else:
+            response = await _dispatch_top(gateway, request, route, caller, claims, bad)
         if response.status_code in (401, 403):
-            decision = "deny"
+            decision = "deny" if (bad or caller.name is not None or claims is not None) else "challenge"
     except gate.GateError as exc:
         decision = "deny"
         gateway.metrics.denials.labels("gate").inc()
+        gateway.audit.record("manifest.put", actor=caller.label, decision="deny", reason=str(exc), code=exc.code)
         response = oci_error(exc.status, exc.code, str(exc))
     gateway.metrics.requests.labels(route, request.method, str(response.status_code), decision).inc()
     gateway.metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
     return response
 
 
+async def _dispatch_top(
+    gateway: Gateway, request: Request, route: str, caller: Caller, claims: dict[str, Any] | None, bad: bool
+) -> Response:
+    """``/v2/`` (the API version check) and ``/v2/_catalog``."""
+    if request.method not in ("GET", "HEAD"):
+        return oci_error(405, "UNSUPPORTED", f"{request.method} is not supported here", headers={"Allow": "GET, HEAD"})
+    authenticated = claims is not None or caller.name is not None
+    scope = "registry:catalog:*" if route == "catalog" else None
+    if bad or not authenticated:
+        return oci_error(401, "UNAUTHORIZED", "authentication required", gateway.challenge(request, scope))
+    if route == "base":
+        return JSONResponse({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
+    return await _catalog(gateway, request, caller)
+
+
 async def _dispatch(
     gateway: Gateway,
     request: Request,
-    route: str,
-    match: re.Match[str] | None,
+    target: Target,
     caller: Caller,
     claims: dict[str, Any] | None,
     bad: bool,
 ) -> Response:
-    authenticated = claims is not None or caller.name is not None
-    if route == "base":
-        if bad or not authenticated:
-            return oci_error(401, "UNAUTHORIZED", "authentication required", gateway.challenge(request))
-        return JSONResponse({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
-    if route == "catalog":
-        if bad or not authenticated:
-            return oci_error(401, "UNAUTHORIZED", "authentication required",
-                             gateway.challenge(request, "registry:catalog:*"))
-        return await _catalog(gateway, request, caller)
-    if route == "unknown" or match is None:
-        if re.search(r"/(manifests|blobs|tags|referrers)/", request.url.path):
-            return oci_error(400, "NAME_INVALID", "invalid repository name or reference")
-        return oci_error(404, "UNSUPPORTED", "not a distribution API path")
-    name = match["name"]
-    action = _action(route, request.method)
+    name = target.name
+    action = _action(target, request.method)
     scope = f"repository:{name}:{'pull,push' if action == PUSH else action}"
     if bad or not gateway.permits(caller, claims, name, action):
-        gateway.metrics.denials.labels("scope").inc()
-        gateway.audit.record(f"{route}.{request.method.lower()}", actor=caller.label, decision="deny",
-                             repository=name, reason="not permitted")
+        probe = not bad and claims is None and caller.name is None
+        if not probe:
+            gateway.metrics.denials.labels("scope").inc()
+        # An anonymous first request is the token dance's opening move, not a denial.
+        gateway.audit.record(f"{target.route}.{request.method.lower()}", actor=caller.label,
+                             decision="challenge" if probe else "deny", repository=name, action=action,
+                             reason="not permitted")
         return gateway.unauthorized(request, scope, claims is not None)
 
-    if route == "tags":
-        return await _paged_tags(gateway, request, name)
-    if route == "referrers":
-        return _referrers(gateway, request, name, match["digest"])
-    if route == "blob":
-        if request.method in ("GET", "HEAD") and not gateway.node_content.permits(caller, name, match["digest"]):
-            return _node_denied(gateway, caller, name, match["digest"])
-        if request.method in ("GET", "HEAD") and gateway.local_blobs is not None:
-            local = gateway.local_blobs.response(name, match["digest"])
-            if local is not None:
-                size = int(local.headers.get("content-length", "0") or 0)
-                if request.method == "GET":
-                    gateway.metrics.bytes.labels("out").inc(size)
-                return local
-        response = await forward(gateway, request, name)
-        if request.method == "DELETE":
-            gateway.audit.record("blob.delete", actor=caller.label, decision="allow", repository=name,
-                                 digest=match["digest"], status=response.status_code)
+    if target.route == "tags":
+        return await _paged_tags(gateway, request, caller, name)
+    if target.route == "referrers":
+        return _referrers(gateway, request, caller, name, target.ref)
+    if target.route == "blob":
+        return await _blob(gateway, request, caller, target, action)
+    if target.route == "upload":
+        return await _upload(gateway, request, caller, target)
+    return await _manifest(gateway, request, caller, target)
+
+
+async def _blob(gateway: Gateway, request: Request, caller: Caller, target: Target, action: str) -> Response:
+    name, digest = target.name, target.ref
+    if request.method == "DELETE":
+        refused = await _release_guard(gateway, caller, name, digest, "blob.delete")
+        if refused is not None:
+            return refused
+        response = await forward(gateway, request, target, action)
+        gateway.audit.record("blob.delete", actor=caller.label, decision="allow", repository=name,
+                             digest=digest, status=response.status_code)
         return response
-    if route == "upload":
-        return await _upload(gateway, request, caller, claims, name)
-    return await _manifest(gateway, request, caller, name, match["ref"])
+    if not gateway.node_content.permits(caller, name, digest):
+        return _node_denied(gateway, caller, name, digest)
+    if gateway.local_blobs is not None:
+        local = gateway.local_blobs.response(name, digest)
+        if local is not None:
+            size = int(local.headers.get("content-length", "0") or 0)
+            if request.method == "GET":
+                gateway.metrics.bytes.labels("out").inc(size)
+            return local
+    return await forward(gateway, request, target, action)
+
+
+async def _release_guard(gateway: Gateway, caller: Caller, name: str, digest: str, event: str) -> Response | None:
+    """403 when a non-admin deletes content a release needs (the release itself, or any part of it)."""
+    if caller.admin:
+        return None
+    release = await releases.release_holding(gateway, name, digest)
+    if release is None:
+        return None
+    gateway.metrics.denials.labels("immutable_tag").inc()
+    gateway.audit.record(event, actor=caller.label, decision="deny", repository=name, digest=digest,
+                         release=release, reason="part of a released version")
+    return oci_error(403, "DENIED", f"{digest} is part of the released version {release}: only an admin may "
+                     "delete a release")
 
 
 def _node_denied(gateway: Gateway, caller: Caller, name: str, digest: str) -> Response:
@@ -218,59 +312,107 @@ async def _catalog(gateway: Gateway, request: Request, caller: Caller) -> Respon
     n = request.query_params.get("n")
     if n and n.isdigit() and int(n) < len(visible):
         visible = visible[: int(n)]
-        headers["Link"] = f'</v2/_catalog?last={visible[-1]}&n={n}>; rel="next"' if visible else ""
+        if visible:
+            headers["Link"] = f'</v2/_catalog?last={quote(visible[-1])}&n={n}>; rel="next"'
     return JSONResponse({"repositories": visible}, headers=headers)
 
 
-def _referrers(gateway: Gateway, request: Request, name: str, digest: str) -> Response:
+def _referrers(gateway: Gateway, request: Request, caller: Caller, name: str, digest: str) -> Response:
     artifact_type = request.query_params.get("artifactType")
-    doc = index_document(gateway.store.referrers(name, digest), artifact_type)
+    doc = index_document(catalog.referrer_descriptors(gateway, caller, name, digest), artifact_type)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
     return JSONResponse(doc, media_type=mt.OCI_INDEX, headers=headers)
 
 
-async def _upload(
-    gateway: Gateway, request: Request, caller: Caller, claims: dict[str, Any] | None, name: str
-) -> Response:
-    params = dict(request.query_params)
-    source = params.get("from")
-    # A mount reads the source repository: without pull there, fall back to a plain
-    # upload session (what a registry does for an unknown blob), so the answer says
-    # nothing about the source.
-    if (
-        request.method == "POST"
-        and source
-        and "mount" in params
-        and not (gateway.permits(caller, None, source, PULL)
-                 and gateway.node_content.permits(caller, source, params["mount"]))
-    ):
-        params.pop("from")
-        params.pop("mount")
-        gateway.audit.record("blob.mount", actor=caller.label, decision="deny", repository=name, source=source)
+async def _form_values(request: Request) -> dict[str, str]:
+    """The fields of a small ``application/x-www-form-urlencoded`` body (first value wins).
+
+    Distribution reads ``mount``/``from`` with Go's ``FormValue``: body fields first, then
+    the query. The gateway decides on the same values, then forwards only the query it
+    built (and never such a body), so what the registry acts on is exactly what was authorised.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return {}
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _MAX_FORM_BYTES:
+            return {}
+    fields: dict[str, str] = {}
+    for key, value in parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True):
+        fields.setdefault(key, value)
+    return fields
+
+
+async def _upload(gateway: Gateway, request: Request, caller: Caller, target: Target) -> Response:
+    name = target.name
+    query = dict(request.query_params)
+    params: list[tuple[str, str | int | float | bool | None]] = []
+    if "_state" in query:
+        params.append(("_state", query["_state"]))
+    if "digest" in query:
+        try:
+            params.append(("digest", names.digest(query["digest"])))
+        except names.InvalidName as exc:
+            return oci_error(400, exc.code, str(exc))
+    monolithic = request.method == "POST" and "digest" in query
+    extra: dict[str, str] | None = None
+    if request.method == "POST" and not monolithic:
+        wanted: dict[str, str] = {k: query[k] for k in ("mount", "from") if k in query}
+        wanted.update(await _form_values(request))
+        source, blob = wanted.get("from"), wanted.get("mount")
+        if source is not None or blob is not None:
+            mount = _mount_decision(gateway, caller, name, source, blob)
+            if mount is not None:
+                params += [("mount", mount[1]), ("from", mount[0])]
+                extra = {"Authorization": gateway.upstream.bearer_for([(name, ("pull", "push")),
+                                                                      (mount[0], ("pull",))])}
     if request.method == "PATCH" and (content_range := request.headers.get("content-range")):
-        refused = await _out_of_order(gateway, request, name, content_range)
+        refused = await _out_of_order(gateway, request, target, content_range)
         if refused is not None:
             return refused
-    extra = None
-    if request.method == "POST" and "from" in params:
-        # The registry checks pull on the source of a mount too.
-        extra = {"Authorization": gateway.upstream.bearer_for([name, params["from"]])}
-    response = await forward(gateway, request, name, params=params, extra_headers=extra)
-    if request.method == "PUT" and response.status_code == 201:
+    # A POST that starts a session carries no blob: its body is never forwarded.
+    send_body = request.method in ("PATCH", "PUT") or monolithic
+    response = await forward(gateway, request, target, PUSH, params=params, extra_headers=extra, send_body=send_body)
+    if response.status_code == 201 and request.method in ("PUT", "POST"):
         gateway.audit.record("blob.push", actor=caller.label, decision="allow", repository=name,
-                             digest=response.headers.get("docker-content-digest"))
+                             digest=response.headers.get("docker-content-digest"),
+                             mounted_from=dict(params).get("from"))
     return response
 
 
-async def _out_of_order(gateway: Gateway, request: Request, name: str, content_range: str) -> Response | None:
+def _mount_decision(gateway: Gateway, caller: Caller, name: str, source: str | None,
+                    blob: str | None) -> tuple[str, str] | None:
+    """(source, digest) when the caller may read the blob in the source, else None.
+
+    A refused mount becomes a plain upload session (202), what a registry answers for a
+    blob it does not have, so the answer says nothing about the source.
+    """
+    try:
+        source_name = names.repository(source or "")
+        digest = names.digest(blob or "")
+    except names.InvalidName:
+        source_name, digest = "", ""
+    allowed = bool(source_name) and (gateway.permits(caller, None, source_name, PULL)
+                                     and gateway.node_content.permits(caller, source_name, digest))
+    gateway.audit.record("blob.mount", actor=caller.label, decision="allow" if allowed else "deny",
+                         repository=name, source=source, digest=blob)
+    return (source_name, digest) if allowed else None
+
+
+async def _out_of_order(gateway: Gateway, request: Request, target: Target, content_range: str) -> Response | None:
     """416 for a chunk that does not start where the upload stands (distribution-spec 1.1;
     Distribution 2.8 accepts it and corrupts the session). Asks the registry for the
     upload status first, so only chunked uploads pay one extra round trip per chunk."""
     match = re.match(r"^(?:bytes[ =])?(\d+)-(\d+)$", content_range.strip())
     if not match:
         return oci_error(416, "BLOB_UPLOAD_INVALID", "Content-Range must be <start>-<end>")
-    status = await gateway.upstream.http.get(request.url.path, params=list(request.query_params.multi_items()),
-                                             headers=gateway.upstream.repo_headers(name))
+    state: list[tuple[str, str | int | float | bool | None]] = [
+        ("_state", v) for v in request.query_params.getlist("_state")]
+    status = await gateway.upstream.http.get(
+        target.upstream_path, params=state,
+        headers=gateway.upstream.auth_header("repository", target.name, _UPSTREAM_ACTIONS[PUSH]))
     if status.status_code != 204:
         return None  # unknown session: the registry answers the PATCH itself
     stands = status.headers.get("range", "0-0")
@@ -288,18 +430,19 @@ def _accepts(request: Request, media_type: str) -> bool:
     return media_type in accepted or "*/*" in accepted
 
 
-async def _manifest(gateway: Gateway, request: Request, caller: Caller, name: str, ref: str) -> Response:
+async def _manifest(gateway: Gateway, request: Request, caller: Caller, target: Target) -> Response:
+    name, ref = target.name, target.ref
     if request.method == "DELETE":
-        return await _delete_manifest(gateway, request, caller, name, ref)
+        return await _delete_manifest(gateway, request, caller, target)
     if request.method == "PUT":
-        return await _put_manifest(gateway, request, caller, name, ref)
+        return await _put_manifest(gateway, request, caller, target)
     cached = await gateway.manifest(name, ref)
     if caller.kind == "node" and not gateway.node_content.permits(caller, name, cached.digest if cached else ref):
         return _node_denied(gateway, caller, name, cached.digest if cached else ref)
     if cached is None or not _accepts(request, cached.media_type):
         # Missing, or a type the client did not ask for: the registry answers (404,
         # conversion or refusal) exactly as it would without us.
-        return await forward(gateway, request, name)
+        return await forward(gateway, request, target, PULL)
     headers = {
         "Content-Type": cached.media_type,
         "Content-Length": str(len(cached.data)),
@@ -326,26 +469,21 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _put_manifest(gateway: Gateway, request: Request, caller: Caller, name: str, ref: str) -> Response:
+async def _put_manifest(gateway: Gateway, request: Request, caller: Caller, target: Target) -> Response:
+    name, ref = target.name, target.ref
     limit = gateway.config.max_manifest_bytes
     data = await _read_limited(request, limit)
     digest = sha256_bytes(data)
-    checked = gate.structural(data, request.headers.get("content-type", ""), limit)
-    if ref.startswith("sha256:") and ref != digest:
+    checked = await run_in_threadpool(gate.structural, data, request.headers.get("content-type", ""), limit)
+    by_digest = names.looks_like_digest(ref)
+    if by_digest and ref != digest:
         raise gate.GateError(f"reference: {ref} is not the digest of the manifest ({digest})",
                              code="DIGEST_INVALID")
-    if not ref.startswith("sha256:") and is_release_tag(ref):
-        head = await gateway.upstream.head(f"/v2/{name}/manifests/{ref}", name, MANIFEST_ACCEPT)
-        current = head.headers.get("docker-content-digest") if head.status_code == 200 else None
-        if current and current != digest:
-            if not caller.admin:
-                gateway.metrics.denials.labels("immutable_tag").inc()
-                gateway.audit.record("manifest.put", actor=caller.label, decision="deny", repository=name,
-                                     tag=ref, digest=digest, current=current, reason="release tag is immutable")
-                return oci_error(403, "DENIED", f"tag {ref}: a released version cannot be re-pointed "
-                                 f"(it names {current})")
-            gateway.audit.record("tag.override", actor=caller.label, decision="allow", repository=name, tag=ref,
-                                 digest=digest, previous=current)
+    claimed = False
+    if not by_digest and is_release_tag(ref):
+        refused, claimed = await _claim_release(gateway, caller, name, ref, digest)
+        if refused is not None:
+            return refused
 
     async def exists(child: str) -> bool:
         resp = await gateway.upstream.head(f"/v2/{name}/manifests/{child}", name, MANIFEST_ACCEPT)
@@ -359,13 +497,15 @@ async def _put_manifest(gateway: Gateway, request: Request, caller: Caller, name
         await gate.check_bundle(checked, exists)
     await gate.check_referrer(checked, read_blob)
 
-    response = await forward(gateway, request, name, content=data,
+    response = await forward(gateway, request, target, PUSH, content=data,
                              extra_headers={"content-type": checked.media_type, "content-length": str(len(data))})
     gateway.manifests.forget(name, ref)
     if response.status_code != 201:
+        if claimed:
+            gateway.store.unclaim_tag(name, ref, digest)
         return response
     gateway.store.ensure_repository(name, gateway.config.default_visibility)
-    if not ref.startswith("sha256:"):
+    if not by_digest and not claimed:
         gateway.store.record_tag(name, ref, digest, caller.label)
     if (referrer := referrer_of(name, digest, checked.media_type, len(data), checked.document)) is not None:
         gateway.store.add_referrer(referrer)
@@ -380,28 +520,57 @@ async def _put_manifest(gateway: Gateway, request: Request, caller: Caller, name
                 gateway.audit.record("stage.set", actor=moved.actor, decision="allow", repository=name,
                                      digest=referrer.subject, stage=moved.stage, evidence=moved.evidence)
     gateway.audit.record("manifest.put", actor=caller.label, decision="allow", repository=name, reference=ref,
-                         digest=digest, artifact_type=checked.artifact_type)
+                         digest=digest, artifact_type=checked.artifact_type,
+                         subject=(checked.subject or {}).get("digest"))
     return response
 
 
-async def _delete_manifest(gateway: Gateway, request: Request, caller: Caller, name: str, ref: str) -> Response:
-    released = [t for t in gateway.store.tags_for(name, ref) if is_release_tag(t)]
-    if released and not caller.admin:
+async def _claim_release(gateway: Gateway, caller: Caller, name: str, tag: str,
+                         digest: str) -> tuple[Response | None, bool]:
+    """Bind a release tag to ``digest`` for good: (refusal or None, whether this request claimed it).
+
+    The claim in the state store is atomic, so of concurrent pushes of different
+    manifests to a new release tag exactly one wins (across gateways too). Admins may
+    re-point a release; that is recorded.
+    """
+    head = await gateway.upstream.head(f"/v2/{name}/manifests/{tag}", name, MANIFEST_ACCEPT)
+    current = head.headers.get("docker-content-digest") if head.status_code == 200 else None
+    if caller.admin:
+        if current and current != digest:
+            gateway.audit.record("tag.override", actor=caller.label, decision="allow", repository=name, tag=tag,
+                                 digest=digest, previous=current)
+        return None, False
+    bound, claimed = (current, False) if current else gateway.store.claim_tag(name, tag, digest, caller.label)
+    if bound == digest:
+        return None, claimed
+    gateway.metrics.denials.labels("immutable_tag").inc()
+    gateway.audit.record("manifest.put", actor=caller.label, decision="deny", repository=name, tag=tag,
+                         digest=digest, current=bound, reason="release tag is immutable")
+    return oci_error(403, "DENIED", f"tag {tag}: a released version cannot be re-pointed (it names {bound})"), False
+
+
+async def _delete_manifest(gateway: Gateway, request: Request, caller: Caller, target: Target) -> Response:
+    name, ref = target.name, target.ref
+    if not caller.admin and not names.looks_like_digest(ref) and is_release_tag(ref):
         gateway.metrics.denials.labels("immutable_tag").inc()
-        gateway.audit.record("manifest.delete", actor=caller.label, decision="deny", repository=name, digest=ref,
-                             tags=released, reason="release tag is immutable")
-        return oci_error(403, "DENIED", f"{ref} is the released version {released[0]}: only an admin may delete it")
-    response = await forward(gateway, request, name)
+        gateway.audit.record("manifest.delete", actor=caller.label, decision="deny", repository=name, tag=ref,
+                             reason="release tag is immutable")
+        return oci_error(403, "DENIED", f"{ref} is a released version: only an admin may delete it")
+    if names.looks_like_digest(ref):
+        refused = await _release_guard(gateway, caller, name, ref, "manifest.delete")
+        if refused is not None:
+            return refused
+    response = await forward(gateway, request, target, DELETE)
     gateway.manifests.forget(name, ref)
     if response.status_code == 202:
         gateway.store.remove_referrer(name, ref)
         gateway.store.forget_digest(name, ref)
     gateway.audit.record("manifest.delete", actor=caller.label, decision="allow", repository=name, digest=ref,
-                         tags=released, status=response.status_code)
+                         status=response.status_code)
     return response
 
 
-async def _paged_tags(gateway: Gateway, request: Request, name: str) -> Response:
+async def _paged_tags(gateway: Gateway, request: Request, caller: Caller, name: str) -> Response:
     """``tags/list[?n=&last=]`` as distribution-spec 1.1 lists it (Distribution 2.8 neither
     sorts nor pages): lexical order, tags after ``last``, at most ``n``, and a
     ``Link: rel="next"`` when more remain."""
@@ -413,12 +582,12 @@ async def _paged_tags(gateway: Gateway, request: Request, name: str) -> Response
                                            headers=gateway.upstream.repo_headers(name))
     if resp.status_code != 200:
         return Response(resp.content, status_code=resp.status_code, media_type="application/json")
-    tags = sorted(resp.json().get("tags") or [])
+    tags = await catalog.visible_tags(gateway, caller, name, sorted(resp.json().get("tags") or []))
     if last := request.query_params.get("last"):
         tags = [t for t in tags if t > last]
     headers = {}
     if 0 <= n < len(tags):
         tags = tags[:n]
         if n:
-            headers["Link"] = f'</v2/{name}/tags/list?n={n}&last={tags[-1]}>; rel="next"'
+            headers["Link"] = f'</v2/{name}/tags/list?n={n}&last={quote(tags[-1])}>; rel="next"'
     return JSONResponse({"name": name, "tags": tags}, headers=headers)

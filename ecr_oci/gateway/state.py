@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -119,6 +120,8 @@ class StateStore(Protocol):
     def clear_referrers(self) -> None: ...
     # tags written through the gateway (immutability bookkeeping)
     def record_tag(self, repository: str, tag: str, digest: str, actor: str) -> None: ...
+    def claim_tag(self, repository: str, tag: str, digest: str, actor: str) -> tuple[str, bool]: ...
+    def unclaim_tag(self, repository: str, tag: str, digest: str) -> None: ...
     def tags_for(self, repository: str, digest: str) -> list[str]: ...
     def forget_digest(self, repository: str, digest: str) -> None: ...
     # lifecycle
@@ -465,6 +468,28 @@ class SqlStore:
                 (repository, tag, digest, actor, time.time()),
             )
 
+    def claim_tag(self, repository: str, tag: str, digest: str, actor: str) -> tuple[str, bool]:
+        """Atomically bind a new tag to ``digest`` unless it is bound already.
+
+        Returns the digest the tag is bound to (the first writer's) and whether this call
+        bound it. Several gateways sharing PostgreSQL get one winner too.
+        """
+        query = "SELECT digest FROM tags WHERE repository=? AND tag=?"
+        with self._session(write=True) as s:
+            before = s.all(query, (repository, tag))
+            s.execute(
+                "INSERT INTO tags (repository, tag, digest, actor, at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (repository, tag) DO NOTHING",
+                (repository, tag, digest, actor, time.time()),
+            )
+            bound = str(s.all(query, (repository, tag))[0][0])
+        return bound, not before and bound == digest
+
+    def unclaim_tag(self, repository: str, tag: str, digest: str) -> None:
+        """Undo :meth:`claim_tag` when the registry did not store the manifest after all."""
+        with self._session(write=True) as s:
+            s.execute("DELETE FROM tags WHERE repository=? AND tag=? AND digest=?", (repository, tag, digest))
+
     def tags_for(self, repository: str, digest: str) -> list[str]:
         return sorted(t for (t,) in self._all("SELECT tag FROM tags WHERE repository=? AND digest=?",
                                                 (repository, digest)))
@@ -485,6 +510,8 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only whatever the umask
         # One connection shared by the event loop and worker threads, serialised by a
         # lock: every call is a few milliseconds, less than a pool would cost.
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below).

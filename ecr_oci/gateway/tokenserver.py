@@ -18,55 +18,93 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ecr_oci.gateway.core import SERVICE, Gateway, oci_error
+from ecr_oci.gateway import names
+from ecr_oci.gateway.core import SERVICE, Gateway, Throttled, oci_error
 from ecr_oci.gateway.policy import ANONYMOUS, Caller
 from ecr_oci.gateway.tokens import Access, Scope, parse_scopes
 
+MAX_SCOPES = 32
+MAX_FORM_BYTES = 64 << 10
+MAX_QUERY_BYTES = 16 << 10
 
-def grant(gateway: Gateway, caller: Caller, scopes: list[Scope]) -> Access:
-    """The access claim for ``scopes``: each one cut down to what policy allows."""
+
+def grant(gateway: Gateway, caller: Caller, scopes: list[Scope]) -> tuple[Access, list[Scope]]:
+    """The access claim for ``scopes`` (each cut down to what policy allows), and the scopes denied.
+
+    A repository scope whose name is outside the distribution grammar is denied before
+    any policy decision.
+    """
     access: Access = []
+    denied: list[Scope] = []
     for scope in scopes:
-        if scope.type == "repository":
-            actions = scope.actions & gateway.allowed(caller, scope.name)
-            if "*" in scope.actions:
-                actions = gateway.allowed(caller, scope.name)
+        actions: frozenset[str] = frozenset()
+        if scope.type == "repository" and names.is_repository(scope.name):
+            allowed = gateway.allowed(caller, scope.name)
+            actions = allowed if "*" in scope.actions else scope.actions & allowed
         elif scope.type == "registry" and scope.name == "catalog":
             # Everyone may list; the listing is filtered per caller.
             actions = frozenset({"*"}) & scope.actions
-        else:
-            actions = frozenset()
         if actions:
             access.append({"type": scope.type, "name": scope.name, "actions": sorted(actions)})
-    return access
+        if not actions or ("*" not in scope.actions and actions != scope.actions):
+            denied.append(scope)
+    return access, denied
+
+
+async def _form(request: Request) -> dict[str, list[str]] | Response:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        return oci_error(413, "SIZE_INVALID", f"request body larger than {MAX_FORM_BYTES} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            return oci_error(413, "SIZE_INVALID", f"request body larger than {MAX_FORM_BYTES} bytes")
+    return parse_qs(raw.decode(errors="replace"))
 
 
 async def token_endpoint(request: Request) -> Response:
     """Issue a token (see the module docstring)."""
     gateway: Gateway = request.app.state.gateway
+    if len(request.url.query) > MAX_QUERY_BYTES:
+        return oci_error(414, "DENIED", f"query string larger than {MAX_QUERY_BYTES} bytes")
     scope_values = request.query_params.getlist("scope")
     service = request.query_params.get("service", SERVICE)
     caller: Caller | None = ANONYMOUS
     header = request.headers.get("authorization", "")
     if request.method == "POST":
-        form = parse_qs((await request.body()).decode(errors="replace"))
+        form = await _form(request)
+        if isinstance(form, Response):
+            return form
         scope_values += form.get("scope", [])
         service = (form.get("service") or [service])[0]
         if (form.get("grant_type") or [""])[0] == "password":
             user = (form.get("username") or [""])[0]
             password = (form.get("password") or [""])[0]
             header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    requested = list(dict.fromkeys(parse_scopes(scope_values)))
+    if len(requested) > MAX_SCOPES:
+        return oci_error(400, "DENIED", f"at most {MAX_SCOPES} scopes per token request")
     if header.lower().startswith("basic "):
-        caller = await gateway.authenticate_basic(header)
+        try:
+            caller = await gateway.authenticate_basic(header, gateway.client_address(request))
+        except Throttled as exc:
+            gateway.metrics.denials.labels("throttled").inc()
+            gateway.audit.record("token", actor="?", decision="deny", reason=str(exc),
+                                 address=gateway.client_address(request))
+            return oci_error(429, "TOOMANYREQUESTS", str(exc), {"Retry-After": str(exc.retry_after)})
     if caller is None:
         gateway.metrics.denials.labels("bad_credentials").inc()
-        gateway.audit.record("token", actor="?", decision="deny", reason="bad credentials")
+        gateway.audit.record("token", actor="?", decision="deny", reason="bad credentials",
+                             address=gateway.client_address(request))
         return oci_error(401, "UNAUTHORIZED", "invalid username or password",
                          {"WWW-Authenticate": f'Basic realm="{SERVICE}"'})
     if service != SERVICE:
         return oci_error(400, "DENIED", f"unknown service {service!r}")
-    requested = parse_scopes(scope_values)
-    access = grant(gateway, caller, requested)
+    access, denied = grant(gateway, caller, requested)
+    if denied:
+        gateway.audit.record("token", actor=caller.label, decision="deny", scopes=[str(d) for d in denied],
+                             granted=[f"{a['name']}:{','.join(a['actions'])}" for a in access])
     token, iat = gateway.client_tokens.mint(caller.name or "", access)
     gateway.metrics.tokens.labels(caller.kind).inc()
     body = {

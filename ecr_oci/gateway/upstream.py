@@ -125,7 +125,7 @@ class Upstream:
     def __init__(self, url: str, issuer: TokenIssuer) -> None:
         self.url = url.rstrip("/")
         self._issuer = issuer
-        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._tokens: dict[tuple[str, str, tuple[str, ...]], tuple[str, float]] = {}
         # No overall timeout: blob transfers may take as long as they take; only a
         # stalled connect or a read silent for 5 minutes fails.
         self.http = httpx.AsyncClient(
@@ -137,24 +137,30 @@ class Upstream:
     async def close(self) -> None:
         await self.http.aclose()
 
-    def auth_header(self, resource_type: str, name: str) -> dict[str, str]:
-        """A bearer header with full access to one repository (or the catalog)."""
-        key = (resource_type, name)
+    def auth_header(self, resource_type: str, name: str, actions: tuple[str, ...] | None = None) -> dict[str, str]:
+        """A bearer header for one repository (or the catalog) carrying exactly ``actions``.
+
+        Requests forwarded for a client pass the actions the gateway decided for that
+        request, so the registry itself refuses anything beyond them; the gateway's own
+        housekeeping (gate lookups, referrer indexes) uses the default full set.
+        """
+        if actions is None:
+            actions = ("*",) if resource_type == "registry" else ("pull", "push", "delete")
+        key = (resource_type, name, actions)
         cached = self._tokens.get(key)
         now = time.time()
         if cached and cached[1] > now + 30:
             return {"Authorization": f"Bearer {cached[0]}"}
-        actions = ["*"] if resource_type == "registry" else ["pull", "push", "delete"]
-        token, iat = self._issuer.mint("ecr-gateway", [{"type": resource_type, "name": name, "actions": actions}])
-        if len(self._tokens) > 4096:  # bounded: one entry per recently used repository
+        token, iat = self._issuer.mint("ecr-gateway", [{"type": resource_type, "name": name, "actions": list(actions)}])
+        if len(self._tokens) > 4096:  # bounded: a few entries per recently used repository
             self._tokens.clear()
         self._tokens[key] = (token, iat + self._issuer.ttl)
         return {"Authorization": f"Bearer {token}"}
 
-    def bearer_for(self, repositories: list[str]) -> str:
-        """An uncached ``Bearer`` value with full access to several repositories (mounts)."""
-        access = [{"type": "repository", "name": r, "actions": ["pull", "push", "delete"]} for r in repositories]
-        token, _ = self._issuer.mint("ecr-gateway", access)
+    def bearer_for(self, access: list[tuple[str, tuple[str, ...]]]) -> str:
+        """An uncached ``Bearer`` value for several repositories, each with its own actions (mounts)."""
+        claims = [{"type": "repository", "name": name, "actions": list(actions)} for name, actions in access]
+        token, _ = self._issuer.mint("ecr-gateway", claims)
         return f"Bearer {token}"
 
     def repo_headers(self, repository: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
