@@ -311,3 +311,33 @@ def test_postgres_connections_lost_are_replaced(postgres: PostgresServer) -> Non
         assert store.get_repository("alice/a") is not None
     finally:
         store.close()
+
+
+def test_claim_tag_has_one_winner_across_connections(opener: Opener) -> None:
+    """Two stores (two gateways' connections) racing to claim a new release tag: one wins."""
+    import threading
+
+    stores = [opener(), opener()]
+    for round_ in range(5):
+        tag = f"1.{round_}.0"
+        barrier = threading.Barrier(8)
+        outcomes: list[tuple[str, str, bool]] = []
+
+        def claim(i: int, tag: str = tag, barrier: threading.Barrier = barrier,
+                  outcomes: list[tuple[str, str, bool]] = outcomes) -> None:
+            barrier.wait()
+            digest = f"sha256:{i:064x}"
+            bound, claimed = stores[i % 2].claim_tag("alice/x", tag, digest, "alice")
+            outcomes.append((digest, bound, claimed))
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [d for d, _, claimed in outcomes if claimed]
+        assert len(winners) == 1, outcomes
+        assert {bound for _, bound, _ in outcomes} == set(winners)
+        # an undone claim (the registry refused the manifest) frees the tag
+        stores[0].unclaim_tag("alice/x", tag, winners[0])
+        assert stores[1].claim_tag("alice/x", tag, "sha256:" + "f" * 64, "bob") == ("sha256:" + "f" * 64, True)
