@@ -23,7 +23,7 @@ from ecr_oci.cli.common import (
     out,
 )
 from ecr_oci.errors import SignatureError
-from ecr_oci.registry.reference import parse_reference
+from ecr_oci.registry.reference import Reference, parse_reference
 from ecr_oci.trust import simplesigning as ss
 from ecr_oci.trust.keys import KeyFileError, is_encrypted, load_private_key, load_public_key, write_key_pair
 from ecr_oci.trust.provenance import (
@@ -34,7 +34,7 @@ from ecr_oci.trust.provenance import (
     find_provenance,
     verify_provenance,
 )
-from ecr_oci.trust.sign import find_cosign, sign_native, sign_with_cosign
+from ecr_oci.trust.sign import SignResult, find_cosign, sign_native, sign_recursive, sign_with_cosign
 from ecr_oci.trust.verify import verify_reference
 
 Ref = Annotated[str, typer.Argument(help="HOST[:PORT]/REPOSITORY[:TAG|@DIGEST]")]
@@ -89,6 +89,8 @@ def sign(
     annotation: Annotated[list[str] | None, typer.Option(
         "--annotation", "-a", help="KEY=VALUE added to the payload's optional claims (repeatable).")] = None,
     native: Annotated[bool, typer.Option("--native", help="Do not use cosign even if it is on PATH.")] = False,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", help="Also sign every manifest the index lists (platform images, model manifest).")] = False,
     plain_http: PlainHttp = None,
     insecure: Insecure = False,
     username: Username = None,
@@ -99,7 +101,9 @@ def sign(
     A tag is resolved first and the digest is what gets signed. Uses `cosign sign` when
     cosign is on PATH (or $ECR_COSIGN), else signs natively in the same format. The
     signature goes to the cosign tag sha256-<hex>.sig and is attached as an OCI
-    referrer. Prints the signed reference, pinned by digest.
+    referrer. With --recursive each manifest of the index is signed too (needed where
+    the registry checks a signature on every manifest pulled, e.g. Harbor's cosign
+    content trust). Prints the signed reference, pinned by digest.
     """
     ref = parse_reference(reference)
     claims = _annotations(annotation)
@@ -119,16 +123,22 @@ def sign(
         # cosign needs a password for its key file; a plain PEM key is re-wrapped with
         # COSIGN_PASSWORD, or an empty one, without asking.
         wrap = ask() if is_encrypted(key.read_bytes()) else os.environ.get("COSIGN_PASSWORD", "").encode()
-        result = sign_with_cosign(client, ref, key, private, wrap, cosign=cosign, annotations=claims)
+
+        def sign_one(target: Reference) -> SignResult:
+            return sign_with_cosign(client, target, key, private, wrap, cosign=cosign, annotations=claims)
     else:
-        result = sign_native(client, ref, private, annotations=claims)
-    what = f" (tag {ref.tag})" if ref.tag and not ref.digest else ""
-    state = "signed" if result.added else "already signed by this key"
-    err.print(
-        f"{state} with {result.tool}: {result.reference.pinned()}{what}; signature in tag "
-        f"{ss.signature_tag(result.reference.digest or '')} and referrer {result.referrer}"
-    )
-    out.print(result.reference.pinned())
+        def sign_one(target: Reference) -> SignResult:
+            return sign_native(client, target, private, annotations=claims)
+
+    results = sign_recursive(client, ref, sign_one) if recursive else [sign_one(ref)]
+    for i, result in enumerate(results):
+        what = f" (tag {ref.tag})" if i == 0 and ref.tag and not ref.digest else ""
+        state = "signed" if result.added else "already signed by this key"
+        err.print(
+            f"{state} with {result.tool}: {result.reference.pinned()}{what}; signature in tag "
+            f"{ss.signature_tag(result.reference.digest or '')} and referrer {result.referrer}"
+        )
+    out.print(results[0].reference.pinned())
 
 
 @handle_errors
@@ -210,8 +220,8 @@ def provenance_attach(
     statement = build_statement(bundle, builder_id=builder_id, materials=materials,
                                 build_command=build_command.split() if build_command else None)
     attached = attach_provenance(client, bundle.reference, private, statement)
-    err.print(f"provenance attached to {bundle.reference.pinned()}: referrer {attached.referrer}, "
-              f"tag {attestation_tag(bundle.digest)}")
+    also = f", tag {attestation_tag(bundle.digest)}" if attached.attestation_manifest else ""
+    err.print(f"provenance attached to {bundle.reference.pinned()}: referrer {attached.referrer}{also}")
     out.print(bundle.reference.pinned())
 
 

@@ -9,7 +9,8 @@ Artifact: empty config, ``artifactType`` application/vnd.waggle.ecr.doi.v1+json,
    whose digest is the record's ``metadataDigest``.
 
 The referrer manifest carries ``org.waggle.ecr.doi`` so a referrers listing shows the
-DOI without fetching anything. The bundle itself is never rewritten.
+DOI without fetching anything, and a title, description and ``created`` (the
+registration time) for registry UIs. The bundle itself is never rewritten.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ecr_oci.digest import sha256_bytes
 from ecr_oci.errors import EcrError, ValidationError
 from ecr_oci.oci import canonical_json
 from ecr_oci.registry.client import RegistryClient
-from ecr_oci.registry.referrers import Layer, attach
+from ecr_oci.registry.referrers import Layer, attach, display_annotations
 
 RECORD_LAYER = mt.DOI_ARTIFACT_TYPE
 METADATA_LAYER = "application/vnd.datacite.datacite+json"
@@ -109,7 +110,15 @@ def attach_record(client: RegistryClient, bundle: RemoteBundle, record: DoiRecor
     return attach(
         client, bundle.reference.repository, subject, mt.DOI_ARTIFACT_TYPE,
         [Layer(RECORD_LAYER, canonical_json(document)), Layer(METADATA_LAYER, data)],
-        annotations={mt.ECR_DOI: record.doi, mt.OCI_CREATED: record.registered},
+        annotations={
+            **display_annotations(
+                f"DOI {record.doi}",
+                f"DOI {record.doi} registered with {record.provider} for bundle {bundle.digest}; "
+                f"resolves to {record.url}.",
+                record.registered,
+            ),
+            mt.ECR_DOI: record.doi,
+        },
     )
 
 

@@ -15,7 +15,7 @@ from ecr_oci.bundle.remote import RemoteBundle
 from ecr_oci.profile.result import ProfileResult
 from ecr_oci.profile.summary import ProfileSummary
 from ecr_oci.registry.client import RegistryClient
-from ecr_oci.registry.referrers import Layer, attach
+from ecr_oci.registry.referrers import Layer, attach, display_annotations
 
 NODE = mt.ECR_PREFIX + "profile.node"
 STAGE = mt.ECR_PREFIX + "profile.stage"
@@ -32,13 +32,20 @@ class AttachedProfile:
 
 
 def _annotations(summary: ProfileSummary) -> dict[str, str]:
+    """Machine-readable keys, plus what a registry UI (Harbor) shows of the referrer.
+
+    ``created`` is the window's end, not the attach time, so attaching the same
+    profile twice still gives the same digest.
+    """
     document = summary.to_dict()
-    return {
-        NODE: summary.node,
-        STAGE: summary.stage,
-        WINDOW_START: document["window"]["start"],
-        WINDOW_END: document["window"]["end"],
-    }
+    start, end = document["window"]["start"], document["window"]["end"]
+    shown = display_annotations(
+        f"Performance profile on {summary.node}",
+        f"Performance of bundle {summary.bundle} measured on {summary.node} "
+        f"(stage {summary.stage}) from {start} to {end}.",
+        end,
+    )
+    return {**shown, NODE: summary.node, STAGE: summary.stage, WINDOW_START: start, WINDOW_END: end}
 
 
 def attach_profile(

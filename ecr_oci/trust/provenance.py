@@ -1,16 +1,18 @@
 """Build provenance: an in-toto Statement v1 with a SLSA Provenance v1 predicate, in a
 DSSE envelope signed with ECDSA P-256, attached to the bundle index.
 
-Where it goes (both written, both read):
+Where it goes (both read):
 
-* an OCI 1.1 referrer of the index: artifactType ``application/vnd.dsse.envelope.v1+json``,
-  one layer of that media type holding the envelope JSON, layer annotation
-  ``predicateType`` and manifest annotation ``in-toto.io/predicate-type`` =
-  ``https://slsa.dev/provenance/v1`` (so a referrers listing can be filtered without
-  fetching the envelope);
-* cosign's attestation tag ``sha256-<hex>.att``: the same layer appended to an image
-  manifest, as ``cosign attest --key`` writes it (``cosign verify-attestation --key``
-  reads it, with ``--insecure-ignore-tlog``).
+* always, an OCI 1.1 referrer of the index: artifactType
+  ``application/vnd.dsse.envelope.v1+json``, one layer of that media type holding the
+  envelope JSON, layer annotation ``predicateType`` and manifest annotations
+  ``in-toto.io/predicate-type`` = ``https://slsa.dev/provenance/v1`` (so a referrers
+  listing can be filtered without fetching the envelope) and a title, description and
+  ``created`` for registry UIs;
+* only on registries without the referrers API (Distribution 2.8): cosign's
+  attestation tag ``sha256-<hex>.att``, the same layer appended to an image manifest,
+  as ``cosign attest --key`` writes it (``cosign verify-attestation --key`` reads it,
+  with ``--insecure-ignore-tlog``).
 
 The statement's shape is ``annotations-spec/v1/schemas/provenance.schema.json``.
 """
@@ -34,7 +36,7 @@ from ecr_oci.errors import EcrError, NotFoundError, SignatureError
 from ecr_oci.oci import descriptor
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
-from ecr_oci.registry.referrers import Layer, attach
+from ecr_oci.registry.referrers import Layer, attach_artifact, display_annotations
 from ecr_oci.trust import simplesigning as ss
 from ecr_oci.trust.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, parse_envelope, sign_envelope
 from ecr_oci.trust.keys import Signer
@@ -165,17 +167,40 @@ def validate_statement(statement: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class AttachedProvenance:
-    """Where a signed statement went."""
+    """Where a signed statement went.
+
+    Attributes:
+        attestation_manifest: digest of the ``sha256-<hex>.att`` manifest, or None when
+            the registry has the referrers API and the referrer is the only copy.
+    """
 
     referrer: str
-    attestation_manifest: str
+    attestation_manifest: str | None
     envelope: Envelope
+
+
+def _display(statement: dict[str, Any], digest: str) -> dict[str, str]:
+    """What a registry UI (Harbor) shows of the provenance referrer."""
+    run = statement.get("predicate", {}).get("runDetails", {})
+    builder = run.get("builder", {}).get("id", "an unnamed builder")
+    created = run.get("metadata", {}).get("finishedOn") or _now()
+    return display_annotations(
+        "SLSA provenance",
+        f"Signed SLSA v1 provenance (in-toto statement in a DSSE envelope) of bundle {digest}, "
+        f"built by {builder}.",
+        created,
+    )
 
 
 def attach_provenance(
     client: RegistryClient, ref: Reference, key: ec.EllipticCurvePrivateKey | Signer, statement: dict[str, Any]
 ) -> AttachedProvenance:
-    """Sign ``statement`` in a DSSE envelope and attach it as a referrer and in the ``.att`` tag.
+    """Sign ``statement`` in a DSSE envelope and attach it as a referrer of the bundle.
+
+    The cosign attestation tag ``sha256-<hex>.att`` gets the same layer only when the
+    registry lacks the referrers API (Distribution 2.8): where the referrer is found,
+    an ``.att`` tag would only add a tagged image (Harbor lists, scans and retains it
+    as an artifact of its own, and does not delete it with the bundle).
 
     Raises:
         SignatureError: the statement does not validate or does not name the bundle.
@@ -190,9 +215,11 @@ def attach_provenance(
     data = envelope.to_json()
     layer_annotations = {PREDICATE_ANNOTATION: statement["predicateType"]}
     subject = {"mediaType": bundle.raw.media_type, "digest": bundle.digest, "size": len(bundle.raw.data)}
-    referrer = attach(client, ref.repository, subject, mt.DSSE_ENVELOPE,
-                      [Layer(mt.DSSE_ENVELOPE, data, layer_annotations)],
-                      annotations={REFERRER_PREDICATE_ANNOTATION: statement["predicateType"]})
+    annotations = {**_display(statement, bundle.digest), REFERRER_PREDICATE_ANNOTATION: statement["predicateType"]}
+    attached = attach_artifact(client, ref.repository, subject, mt.DSSE_ENVELOPE,
+                               [Layer(mt.DSSE_ENVELOPE, data, layer_annotations)], annotations=annotations)
+    if attached.referrers_api:
+        return AttachedProvenance(referrer=attached.digest, attestation_manifest=None, envelope=envelope)
     tag = attestation_tag(bundle.digest)
     try:
         layers: list[dict[str, Any]] = list(client.get_manifest(ref.repository, tag).json().get("layers") or [])
@@ -203,7 +230,7 @@ def attach_provenance(
     client.upload_bytes(ref.repository, config)
     client.upload_bytes(ref.repository, data)
     att_digest = client.put_manifest(ref.repository, tag, manifest, mt.OCI_MANIFEST)
-    return AttachedProvenance(referrer=referrer, attestation_manifest=att_digest, envelope=envelope)
+    return AttachedProvenance(referrer=attached.digest, attestation_manifest=att_digest, envelope=envelope)
 
 
 @dataclass(frozen=True)

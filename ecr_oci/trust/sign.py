@@ -6,17 +6,24 @@ the signatures already there (a payload that already carries a valid signature b
 same key is not added twice). Either way the signature is then also attached as an
 OCI 1.1 referrer of the signed index (artifactType
 ``application/vnd.dev.cosign.artifact.sig.v1+json``, same payload and annotation), so
-registries and tools that follow the referrers API find it.
+registries and tools that follow the referrers API find it. The referrer carries a
+title, description and ``created`` for registry UIs (Harbor shows nothing else of it),
+and an identical signature already attached is reused rather than attached again.
+
+``sign_recursive`` signs an index and then each manifest it lists (what ``cosign sign
+--recursive`` does), so a registry that requires a signature on every manifest pulled
+(Harbor's cosign content trust) serves the platform images and the model manifest too.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +31,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecr_oci import mediatypes as mt
-from ecr_oci.errors import SignatureError
+from ecr_oci.digest import sha256_bytes
+from ecr_oci.errors import EcrError, SignatureError
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
-from ecr_oci.registry.referrers import Layer, attach
+from ecr_oci.registry.referrers import Layer, attach, display_annotations
 from ecr_oci.trust import simplesigning as ss
 from ecr_oci.trust.keys import (
     ENCRYPTED_PEM_TYPES,
@@ -74,12 +82,38 @@ def _resolve(client: RegistryClient, ref: Reference) -> tuple[Reference, dict[st
     return ref.with_digest(raw.digest), subject
 
 
+def _existing_referrer(client: RegistryClient, ref: Reference, digest: str,
+                       signature: ss.SignatureLayer) -> str | None:
+    """The digest of a cosign referrer of ``digest`` that already holds ``signature``."""
+    payload_digest = sha256_bytes(signature.payload)
+    for desc in client.referrers(ref.repository, digest, mt.COSIGN_ARTIFACT_TYPE):
+        try:
+            layers = client.get_manifest(ref.repository, desc["digest"]).json().get("layers") or []
+        except (EcrError, KeyError, ValueError):
+            continue
+        for layer in layers:
+            held = (layer.get("annotations") or {}).get(ss.SIGNATURE_ANNOTATION)
+            if layer.get("digest") == payload_digest and held == signature.signature_b64:
+                return str(desc["digest"])
+    return None
+
+
 def _attach_referrer(client: RegistryClient, ref: Reference, subject: dict[str, object],
                      signature: ss.SignatureLayer) -> str:
+    digest = str(subject["digest"])
+    existing = _existing_referrer(client, ref, digest, signature)
+    if existing:
+        return existing
     annotations = dict(signature.annotations)
     annotations[ss.SIGNATURE_ANNOTATION] = signature.signature_b64
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    shown = display_annotations(
+        "cosign signature",
+        f"cosign signature (simple signing, ECDSA P-256) of {ref.repo_path}@{digest}.",
+        now,
+    )
     return attach(client, ref.repository, subject, mt.COSIGN_ARTIFACT_TYPE,
-                  [Layer(mt.COSIGN_SIMPLESIGNING, signature.payload, annotations)])
+                  [Layer(mt.COSIGN_SIMPLESIGNING, signature.payload, annotations)], annotations=shown)
 
 
 def sign_native(
@@ -130,6 +164,29 @@ def sign_native(
     referrer = _attach_referrer(client, pinned, subject, signature)
     return SignResult(reference=pinned, signature=signature, signature_manifest=manifest_digest,
                       referrer=referrer, added=reused is None, tool="native")
+
+
+def index_entries(client: RegistryClient, ref: Reference) -> list[str]:
+    """Digests of the manifests an index lists, in order; empty for an image manifest."""
+    raw = client.get_manifest(ref.repository, ref.reference)
+    if raw.media_type not in mt.INDEX_TYPES:
+        return []
+    return [str(entry["digest"]) for entry in raw.json().get("manifests") or [] if "digest" in entry]
+
+
+def sign_recursive(client: RegistryClient, ref: Reference,
+                   sign_one: Callable[[Reference], SignResult]) -> list[SignResult]:
+    """Sign ``ref`` with ``sign_one``, then each manifest its index lists, by digest.
+
+    The entries are read from the index that was signed (by its digest), so a tag
+    moved meanwhile cannot make us sign another bundle's images. The index's result
+    comes first; an image manifest (no entries) gives one result.
+    """
+    first = sign_one(ref)
+    results = [first]
+    for digest in index_entries(client, first.reference):
+        results.append(sign_one(Reference(ref.registry, ref.repository, digest=digest)))
+    return results
 
 
 # --- cosign as a subprocess ------------------------------------------------------------
