@@ -76,7 +76,13 @@ ECR_BUILD_ARGS = ECR_PREFIX + "build.args"
 ECR_BUILD_RECIPE = ECR_PREFIX + "build.recipe"
 ECR_DOI = ECR_PREFIX + "doi"
 ECR_ROLE = ECR_PREFIX + "role"  # on the index entry of the model manifest: "model"
-ECR_LAYER_ROLE = ECR_PREFIX + "layer.role"  # on model-manifest layers: model, source, data
+ECR_LAYER_ROLE = ECR_PREFIX + "layer.role"  # on model-manifest layers: model, source, data, icon
+
+# Harbor's own annotation keys (goharbor/harbor src/controller/artifact/annotation):
+# the first layer of an image manifest carrying HARBOR_ICON is the artifact's icon;
+# HARBOR_SKIP_LIST on the config descriptor names config keys Harbor does not show.
+HARBOR_ICON = "io.goharbor.artifact.v1alpha1.icon"
+HARBOR_SKIP_LIST = "io.goharbor.artifact.v1alpha1.skip-list"
 
 SPEC_VERSION = "1"
 

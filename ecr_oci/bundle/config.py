@@ -190,7 +190,7 @@ def _check_images(document: dict[str, Any], what: str) -> tuple[ImageEntry, ...]
 
 
 def _check_files(config: BundleConfig, what: str) -> None:
-    for key in ("model", "training_data", "source_archive"):
+    for key in ("model", "training_data", "source_archive", "icon"):
         for path in config.paths(key):
             if not path.exists():
                 rel = path.relative_to(config.root)

@@ -3,7 +3,7 @@
     index (artifactType application/vnd.waggle.ecr.bundle.v1+json, metadata annotations)
     ├── image manifest, platform linux/amd64      (untouched; any OCI runtime runs it)
     ├── image manifest, platform linux/arm64
-    └── model manifest, platform unknown/unknown  (model files, source archive, data)
+    └── model manifest, platform unknown/unknown  (model files, source archive, data, icon)
 
 ``unknown/unknown`` is what BuildKit gives attestation manifests, so docker, podman
 and skopeo never pick the model manifest as a runnable image.
@@ -12,13 +12,14 @@ and skopeo never pick the model manifest as a runnable image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.annotations import annotations_for
 from ecr_oci.bundle.archive import write_archive
 from ecr_oci.bundle.config import BundleConfig
+from ecr_oci.bundle.icon import check_icon
 from ecr_oci.digest import sha256_bytes, sha256_file
 from ecr_oci.errors import ValidationError
 from ecr_oci.oci import Blob, ManifestBlob, bytes_reader, canonical_json, descriptor, file_reader
@@ -105,6 +106,13 @@ def _model_layers(config: BundleConfig, scratch: Path) -> list[Blob]:
             layers.append(_file_blob(archive, mt.DATA_LAYER_TAR_GZIP, f"{rel}.tar.gz", "data"))
         else:
             layers.append(_file_blob(path, mt.DATA_LAYER, rel, "data"))
+    if icon := config.data.get("icon"):
+        media_type = check_icon(root / icon, icon)
+        blob = _file_blob(root / icon, media_type, PurePosixPath(icon).as_posix(), "icon")
+        # Harbor shows the first layer carrying this key as the artifact's icon; the
+        # value is not read (an empty string, as in Harbor's own examples).
+        blob.annotations[mt.HARBOR_ICON] = ""
+        layers.append(blob)
     titles = [layer.annotations[mt.OCI_TITLE] for layer in layers]
     duplicates = {t for t in titles if titles.count(t) > 1}
     if duplicates:

@@ -24,7 +24,7 @@ PRESERVED = ("namespace", "collaborators", "funding", "metadata", "resources", "
 
 # ecr.yaml fields sage.yaml lacks: accepted in sage.yaml unchanged (the "ECR extension").
 ECR_EXTENSIONS = ("images", "documentation", "created", "doi", "build", "runtime", "hardware",
-                  "outputs", "science", "model", "source_archive", "training_data")
+                  "outputs", "science", "model", "source_archive", "training_data", "icon")
 
 # Fields whose value is copied as is (same name and meaning in both formats).
 SAME = ("name", "description", "homepage")
@@ -107,7 +107,7 @@ def convert_sage(document: dict[str, Any], *, what: str = "sage.yaml") -> dict[s
         out["outputs"] = document["outputs"]
     if "keywords" in document:
         out["keywords"] = _dedupe(_split_list(document["keywords"], f"{what}: keywords"))
-    for key in ("model", "source_archive", "training_data"):
+    for key in ("model", "source_archive", "training_data", "icon"):
         if key in document:
             out[key] = document[key]
     out["images"] = _images(document.get("images"), architectures, what)

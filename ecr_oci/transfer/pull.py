@@ -3,7 +3,7 @@
 Output directory::
 
     OUT/image/              OCI image layout of the chosen platform (podman/skopeo load it)
-    OUT/<title>             model files, source archive and data, at their titles
+    OUT/<title>             model files, source archive and data, at their titles (not the icon)
     OUT/ecr-bundle.json     the bundle reference, digest and metadata
 
 Every blob is verified against its digest; files appear only once complete.
@@ -95,8 +95,10 @@ def pull_bundle(
     if model_entry:
         model = client.get_manifest(repo, model_entry["digest"]).json()
         for layer in model.get("layers", []):
-            title = (layer.get("annotations") or {}).get(mt.OCI_TITLE)
-            if not title:
+            annotations = layer.get("annotations") or {}
+            title = annotations.get(mt.OCI_TITLE)
+            # The icon is for registry UIs, not a file the application uses.
+            if not title or annotations.get(mt.ECR_LAYER_ROLE) == "icon":
                 continue
             jobs.append((layer["digest"], layer["size"], out / safe_title(title), title))
     out.mkdir(parents=True, exist_ok=True)
