@@ -103,7 +103,7 @@ DEFAULT_TYPE_RE = re.compile(r"^application/vnd\.[^.]*\.(.*)\.config\.[^.]*\+jso
 
 
 def default_type(media_type: str) -> str:
-    """src/controller/artifact/processor/default.go ``GetArtifactType``: the regex's group, upper-cased, else UNKNOWN."""
+    """processor/default.go ``GetArtifactType``: the regex's group, upper-cased, else UNKNOWN."""
     match = DEFAULT_TYPE_RE.match(media_type)
     return match.group(1).upper() if match else UNKNOWN
 
@@ -188,7 +188,8 @@ def referrer_accessory_type(body: dict[str, Any]) -> str | None:
     from_type = body.get("artifactType") or body["config"]["mediaType"]
     if from_type in (OCI_IMAGE_CONFIG, DOCKER_IMAGE_CONFIG):
         last = (body.get("layers") or [{}])[-1]
-        return NYDUS if "containerd.io/snapshot/nydus-bootstrap" in (last.get("annotations") or {}) else SUBJECT_ACCESSORY
+        nydus = "containerd.io/snapshot/nydus-bootstrap" in (last.get("annotations") or {})
+        return NYDUS if nydus else SUBJECT_ACCESSORY
     return {
         "application/vnd.cncf.notary.signature": NOTATION_SIGNATURE,
         "application/vnd.dev.cosign.artifact.sig.v1+json": COSIGN_SIGNATURE,

@@ -36,7 +36,7 @@ class Pushed:
 
     def model_entry(self) -> dict[str, Any]:
         [entry] = [e for e in self.index["manifests"] if e.get("platform", {}).get("os") == "unknown"]
-        return entry
+        return dict(entry)
 
 
 @pytest.fixture(scope="module")
