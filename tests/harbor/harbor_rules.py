@@ -77,6 +77,11 @@ def processor_key(art: HarborArtifact, version: tuple[int, int]) -> str:
     src/controller/artifact/abstractor.go and ``ensureArtifact`` in
     src/controller/artifact/controller.go: the artifactType when set, else the media
     type. Before 2.13 ``processor.Get(artifact.MediaType)``.
+
+    ``ResolveArtifactType``'s own body was not in the searchable copy of Harbor's
+    source; this is the reading consistent with what was: manifest/v2.go and
+    manifest/index.go filling ArtifactType, and the CNAI and model processors
+    registering under an artifactType rather than a media type.
     """
     if version >= ARTIFACT_TYPE_SELECTION and art.artifact_type:
         return art.artifact_type
