@@ -168,3 +168,23 @@ def test_without_the_referrers_api_the_att_tag_is_written_and_harbor_would_list_
     # Harbor: not an accessory (only .sig tags are), so a tagged IMAGE artifact of its own
     assert hr.tag_accessory_type(att, body) is None
     assert hr.artifact_type_shown(hr.abstract(body, media_type), (2, 15)) == hr.IMAGE
+
+
+def test_recursive_signing_without_the_referrers_api_uses_the_fallback_index_per_manifest(
+        registry: Registry, tiny_layout: Path, tmp_path: Path) -> None:
+    keypair = write_key_pair(tmp_path / "cosign", b"pw")
+    root = write_bundle(tmp_path / "b", tiny_layout)
+    ref = f"{registry.host}/harbor/sign-fallback:0.1.0"
+    digest = ecr("push", "--quiet", str(root), ref).stdout.strip().rsplit("@", 1)[1]
+    ecr("sign", "--native", "--recursive", "--key", str(keypair[0]), ref)
+    http = Http(registry.url)
+    _, _, index = http.manifest("harbor/sign-fallback", "0.1.0")
+    tags = set(http.tags("harbor/sign-fallback"))
+    for manifest in [digest, *(e["digest"] for e in index["manifests"])]:
+        hexdigest = manifest.split(":", 1)[1]
+        assert f"sha256-{hexdigest}.sig" in tags
+        _, _, fallback = http.manifest("harbor/sign-fallback", f"sha256-{hexdigest}")
+        [entry] = fallback["manifests"]
+        assert entry["artifactType"] == "application/vnd.dev.cosign.artifact.sig.v1+json"
+        assert entry["annotations"]["org.opencontainers.image.title"] == "cosign signature"
+    ecr("verify", ref, "--key", str(keypair[1]))
