@@ -3,10 +3,10 @@
 # runc and prometheus yourself, then `make install test`.
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-APT_PACKAGES = docker-registry skopeo umoci podman runc prometheus docker.io postgresql apache2-utils openssl ca-certificates curl
+APT_PACKAGES = docker-registry skopeo umoci podman runc prometheus docker.io postgresql apache2-utils openssl ca-certificates curl chromium chromium-driver
 PYTEST_ARGS ?=
 
-.PHONY: all deps apt install test lint example demo bench conformance clean
+.PHONY: all deps apt install test lint example demo bench conformance screenshots clean
 
 all: test
 
@@ -41,6 +41,11 @@ demo: example
 bench: deps
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/gateway.py
+	$(PYTHON) bench/web.py
+
+# The README's screenshots of the web pages, taken by headless Chromium during the browser tests.
+screenshots: deps
+	ECR_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PYTHON) -m pytest tests/web/test_browser.py -k screenshots -q
 
 # The OCI distribution-spec conformance suite against Distribution and against the gateway.
 # Needs the Go module proxy (not reachable on the development machines: see conformance/README.md);

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from ecr_oci import jsontext
 from ecr_oci.errors import EcrError
-from ecr_oci.gateway import catalog, names, passwords, referrers
+from ecr_oci.gateway import bundle_index, catalog, names, passwords, referrers
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.openapi import OPENAPI
 from ecr_oci.gateway.policy import Caller, can_manage
@@ -160,27 +160,37 @@ def _managed(gateway: Gateway, caller: Caller, name: str) -> None:
         raise ApiError(f"not allowed to manage {name}", 403, repository=name)
 
 
-async def set_visibility(request: Request, gateway: Gateway) -> Response:
-    caller = await _caller(request)
-    name = _parsed(names.repository, request.path_params["name"], "repository")
+def apply_visibility(gateway: Gateway, caller: Caller, name: str, visibility: Any) -> None:
+    """Set a repository's visibility as ``caller`` (API and web forms); ``name`` already parsed.
+
+    Raises:
+        ApiError: not allowed (403, the same whether the repository exists or not), bad value.
+    """
     _managed(gateway, caller, name)
-    visibility = (await _body(request)).get("visibility")
     if visibility not in VISIBILITIES:
         raise ApiError(f"visibility: one of {', '.join(VISIBILITIES)}")
     gateway.store.set_visibility(name, visibility)
     gateway.audit.record("repo.visibility", actor=caller.label, decision="allow", repository=name,
                          visibility=visibility)
+
+
+async def set_visibility(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    name = _parsed(names.repository, request.path_params["name"], "repository")
+    _managed(gateway, caller, name)
+    visibility = (await _body(request)).get("visibility")
+    apply_visibility(gateway, caller, name, visibility)
     return JSONResponse({"repository": name, "visibility": visibility})
 
 
-async def set_grant(request: Request, gateway: Gateway) -> Response:
-    caller = await _caller(request)
-    name = _parsed(names.repository, request.path_params["name"], "repository")
-    account = _parsed(names.account, request.path_params["account"], "account")
+def apply_grant(gateway: Gateway, caller: Caller, name: str, account: str, level: Any) -> None:
+    """Grant ``level`` (None: revoke) on a repository to ``account`` as ``caller`` (API and web).
+
+    Raises:
+        ApiError: not allowed, bad level, unknown account.
+    """
     _managed(gateway, caller, name)
-    level = None
-    if request.method == "PUT":
-        level = (await _body(request)).get("level")
+    if level is not None:
         if level not in GRANT_LEVELS:
             raise ApiError(f"level: one of {', '.join(GRANT_LEVELS)}")
         if gateway.store.get_account(account) is None:
@@ -190,6 +200,17 @@ async def set_grant(request: Request, gateway: Gateway) -> Response:
     gateway.store.set_grant(name, account, level)
     gateway.audit.record("repo.grant", actor=caller.label, decision="allow", repository=name, account=account,
                          level=level)
+
+
+async def set_grant(request: Request, gateway: Gateway) -> Response:
+    caller = await _caller(request)
+    name = _parsed(names.repository, request.path_params["name"], "repository")
+    account = _parsed(names.account, request.path_params["account"], "account")
+    _managed(gateway, caller, name)
+    level = (await _body(request)).get("level") if request.method == "PUT" else None
+    if request.method == "PUT" and level is None:
+        raise ApiError(f"level: one of {', '.join(GRANT_LEVELS)}")
+    apply_grant(gateway, caller, name, account, level)
     return JSONResponse({"repository": name, "account": account, "level": level})
 
 
@@ -207,21 +228,33 @@ async def post_stage(request: Request, gateway: Gateway) -> Response:
     body = await _body(request)
     repository = _parsed(names.repository, body.get("repository"), "repository")
     reference = _parsed(names.reference, body.get("reference"), "reference")
+    answer = await apply_stage(gateway, caller, repository, reference, body.get("stage"), body.get("deployment"),
+                               body.get("evidence"))
+    return JSONResponse(answer, status_code=201)
+
+
+async def apply_stage(gateway: Gateway, caller: Caller, repository: str, reference: str, stage: Any,
+                      deployment: Any, evidence: Any) -> dict[str, Any]:
+    """Record a stage transition as ``caller`` (API and web forms); names already parsed.
+
+    Raises:
+        ApiError: not visible (404), refused by the stage policy, bad values.
+    """
     if not catalog.may_pull(gateway, caller, repository):
         raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
     digest = await _resolve(gateway, repository, reference)
     if not catalog.may_see(gateway, caller, repository, digest):
         raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
-    deployment = body.get("deployment") or ""
+    deployment = deployment or ""
     if deployment:
         deployment = _parsed(names.deployment, deployment, "deployment")
-    evidence = body.get("evidence") or {}
+    evidence = evidence or {}
     if not isinstance(evidence, dict):
         raise ApiError("evidence: must be an object")
     policy = StagePolicy.load(gateway.config.data_dir / "stage-policy.json")
     try:
         event = await set_stage(gateway.upstream, gateway.store, policy, caller, repository, digest,
-                                str(body.get("stage") or ""), deployment, evidence)
+                                str(stage or ""), deployment, evidence)
     except StageError as exc:
         gateway.audit.record("stage.set", actor=caller.label, decision="deny", repository=repository,
                              digest=digest, reason=str(exc))
@@ -231,7 +264,7 @@ async def post_stage(request: Request, gateway: Gateway) -> Response:
     answer = _event(event)
     if event.stage == "approved" and gateway.system is not None:
         answer["countersignature"] = await _countersign(gateway, repository, digest, event.deployment)
-    return JSONResponse(answer, status_code=201)
+    return answer
 
 
 async def _countersign(gateway: Gateway, repository: str, digest: str, deployment: str) -> str | None:
@@ -280,8 +313,9 @@ async def reindex(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
     _require_admin(caller)
     count = await referrers.reindex(gateway.upstream, gateway.store)
-    gateway.audit.record("reindex", actor=caller.label, decision="allow", referrers=count)
-    return JSONResponse({"referrers": count})
+    bundles = await bundle_index.rebuild(gateway)
+    gateway.audit.record("reindex", actor=caller.label, decision="allow", referrers=count, bundle_versions=bundles)
+    return JSONResponse({"referrers": count, "bundle_versions": bundles})
 
 
 # --- catalog and search ---------------------------------------------------------------

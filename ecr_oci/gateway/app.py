@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecr_oci.gateway import api
+from ecr_oci.gateway import api, bundle_index, web
 from ecr_oci.gateway.core import ISSUER, Gateway, GatewayConfig
 from ecr_oci.gateway.proxy import v2
 from ecr_oci.gateway.state import Visibility
@@ -39,10 +39,11 @@ async def _health(request: Request) -> Response:
 
 
 def create_app(gateway: Gateway) -> Starlette:
-    """The ASGI application serving ``/v2``, ``/auth/token``, ``/api/v1``, ``/metrics``."""
+    """The ASGI application serving ``/v2``, ``/auth/token``, ``/api/v1``, ``/metrics`` and the web pages."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await bundle_index.ensure_built(gateway)
         yield
         await gateway.close()
 
@@ -54,6 +55,7 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/metrics", _metrics),
             Route("/healthz", _health),
             *api.routes,
+            *web.routes,
         ],
         lifespan=lifespan,
     )

@@ -6,22 +6,24 @@ exactly like one that does not exist. Nodes see only their approved content clos
 versions, tags, referrers and stage events of approved digests. One bad record (say
 an annotation that is not valid Unicode, stored before the gate refused such text)
 is skipped and logged, never allowed to break a listing for everyone.
+
+Bundle versions come from the catalog index in the state store
+(:mod:`ecr_oci.gateway.bundle_index`, kept at manifest PUT/DELETE and rebuilt by
+``ecr admin reindex``), not from walking the registry on every request.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ecr_oci import mediatypes as mt
-from ecr_oci.bundle.annotations import metadata_from
-from ecr_oci.gateway import referrers
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import PULL, Caller
+from ecr_oci.gateway.policy import PULL, Caller, RepoFacts, facts
 from ecr_oci.gateway.stages import current_stages
-from ecr_oci.gateway.state import Referrer, StageEvent
+from ecr_oci.gateway.state import BundleVersion, Referrer, StageEvent
 from ecr_oci.jsontext import is_unicode_clean
 
 log = logging.getLogger("ecr.gateway")
@@ -64,48 +66,69 @@ async def visible_tags(gateway: Gateway, caller: Caller, repository: str, tags: 
     return out
 
 
-def _version(gateway: Gateway, repository: str, tag: str, digest: str, doc: dict[str, Any]) -> dict[str, Any]:
-    events = gateway.store.stage_events(repository, digest)
-    dois = [
-        r.annotations[mt.ECR_DOI] for r in gateway.store.referrers(repository, digest)
-        if r.artifact_type == mt.DOI_ARTIFACT_TYPE and r.annotations and mt.ECR_DOI in r.annotations
-    ]
+def _version(row: BundleVersion, events: list[StageEvent]) -> dict[str, Any]:
+    document = json.loads(row.document)
     return {
-        "tag": tag,
-        "digest": digest,
-        "doi": dois[-1] if dois else None,
-        "metadata": metadata_from(doc.get("annotations") or {}),
-        "platforms": [
-            "/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k))
-            for m in doc.get("manifests") or [] if (p := m.get("platform")) and p.get("os") != "unknown"
-        ],
-        "stages": current_stages(events),
+        "tag": row.tag,
+        "digest": row.digest,
+        "doi": None,  # filled in by _with_doi
+        "metadata": document["metadata"],
+        "platforms": [p["platform"] for p in document["platforms"]],
+        "stages": current_stages([e for e in events if e.digest == row.digest]),
     }
 
 
-async def bundle_versions(gateway: Gateway, caller: Caller, repository: str) -> list[dict[str, Any]]:
-    """The bundle versions (tags naming a bundle index) of a repository the caller may see."""
+def _with_doi(gateway: Gateway, repository: str, version: dict[str, Any]) -> dict[str, Any]:
+    dois = [
+        r.annotations[mt.ECR_DOI] for r in gateway.store.referrers(repository, version["digest"])
+        if r.artifact_type == mt.DOI_ARTIFACT_TYPE and r.annotations and mt.ECR_DOI in r.annotations
+    ]
+    version["doi"] = dois[-1] if dois else None
+    return version
+
+
+async def bundle_versions(gateway: Gateway, caller: Caller, repository: str,
+                          keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+    """The bundle versions (tags naming a bundle index) of a repository the caller may see
+    (and ``keep`` accepts, judged before the DOI is looked up).
+
+    Read from the catalog index (:mod:`ecr_oci.gateway.bundle_index`), in tag order.
+    """
     if not may_pull(gateway, caller, repository):
         return []
+    rows = sorted(gateway.store.bundle_versions(repository), key=lambda v: v.tag)
+    events = gateway.store.stage_events(repository) if rows else []
     out = []
-    for tag in await gateway.upstream.tags(repository):
-        if referrers.FALLBACK_TAG.match(tag) or tag.endswith((".sig", ".att", ".sbom")):
-            continue
-        manifest = await gateway.manifest(repository, tag)
-        if manifest is None or not may_see(gateway, caller, repository, manifest.digest):
+    for row in rows:
+        if not may_see(gateway, caller, repository, row.digest):
             continue
         try:
-            doc = json.loads(manifest.data)
-            if not isinstance(doc, dict) or doc.get("artifactType") != mt.BUNDLE_ARTIFACT_TYPE:
-                continue
-            version = _version(gateway, repository, tag, manifest.digest, doc)
+            version = _version(row, events)
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-            log.warning("skipping %s:%s in listings: %s", repository, tag, exc)
+            log.warning("skipping %s:%s in listings: %s", repository, row.tag, exc)
             continue
-        if not is_unicode_clean(version):
-            log.warning("skipping %s:%s in listings: metadata is not valid Unicode", repository, tag)
-            continue
-        out.append(version)
+        if keep is None or keep(version):
+            out.append(_with_doi(gateway, repository, version))
+    return out
+
+
+def visible_repositories(gateway: Gateway, caller: Caller, repositories: Iterable[str]) -> set[str]:
+    """The subset of ``repositories`` the caller may pull, decided by the gateway's policy.
+
+    Facts for users and anonymous callers come from one read of the store; nodes (whose
+    facts depend on approvals) are checked one repository at a time.
+    """
+    wanted = set(repositories)
+    if caller.kind == "node":
+        return {r for r in wanted if may_pull(gateway, caller, r)}
+    records = {r.name: r for r in gateway.store.list_repositories() if r.name in wanted}
+    out = set()
+    for name in wanted:
+        record = records.get(name)
+        repo = (RepoFacts(name=name, visibility=record.visibility, grants=record.grants) if record
+                else facts(gateway.store, name, caller))
+        if PULL in gateway.rules.allowed(caller, repo):
+            out.add(name)
     return out
 
 
@@ -130,12 +153,12 @@ def matches(version: dict[str, Any], query: Mapping[str, str]) -> bool:
 async def search(gateway: Gateway, caller: Caller, query: Mapping[str, str]) -> list[dict[str, Any]]:
     """Every repository the caller may see with its versions matching ``query``."""
     results = []
-    for repository in await gateway.upstream.catalog():
-        if not may_pull(gateway, caller, repository):
-            continue
+    indexed = {row[0] for row in gateway.store.newest_bundle_versions([], [], None)}
+    visible = visible_repositories(gateway, caller, indexed)
+    for repository in sorted(visible):
         if (name := query.get("name")) and name not in repository:
             continue
-        versions = [v for v in await bundle_versions(gateway, caller, repository) if matches(v, query)]
+        versions = await bundle_versions(gateway, caller, repository, lambda v: matches(v, query))
         if versions:
             results.append({"repository": repository, "versions": versions})
     return results

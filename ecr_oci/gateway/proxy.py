@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.digest import sha256_bytes
-from ecr_oci.gateway import catalog, gate, names, releases
+from ecr_oci.gateway import bundle_index, catalog, gate, names, releases
 from ecr_oci.gateway.core import Gateway, oci_error
 from ecr_oci.gateway.policy import DELETE, PULL, PUSH, Caller, is_release_tag
 from ecr_oci.gateway.referrers import add_to_fallback, index_document, referrer_of
@@ -507,6 +507,7 @@ async def _put_manifest(gateway: Gateway, request: Request, caller: Caller, targ
     gateway.store.ensure_repository(name, gateway.config.default_visibility)
     if not by_digest and not claimed:
         gateway.store.record_tag(name, ref, digest, caller.label)
+    await bundle_index.manifest_written(gateway, name, ref, digest, checked.document, len(data))
     if (referrer := referrer_of(name, digest, checked.media_type, len(data), checked.document)) is not None:
         gateway.store.add_referrer(referrer)
         await add_to_fallback(gateway.upstream, referrer)
@@ -565,6 +566,7 @@ async def _delete_manifest(gateway: Gateway, request: Request, caller: Caller, t
     if response.status_code == 202:
         gateway.store.remove_referrer(name, ref)
         gateway.store.forget_digest(name, ref)
+        bundle_index.manifest_deleted(gateway, name, ref)
     gateway.audit.record("manifest.delete", actor=caller.label, decision="allow", repository=name, digest=ref,
                          status=response.status_code)
     return response

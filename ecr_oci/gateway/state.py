@@ -89,6 +89,25 @@ class Referrer:
         return out
 
 
+@dataclass(frozen=True)
+class BundleVersion:
+    """One row of the catalog index: a tag naming a bundle index, as the web pages show it.
+
+    ``search_text`` is the lowercased text searched by ``q``; ``facets`` the filter
+    values (``platform:linux/arm64``, ``license:mit``, ``hardware:gpu`` ...), each
+    between ``|`` so that one ``LIKE`` finds one exact value; ``document`` the summary
+    (metadata, platforms with digests and sizes, model files) as JSON.
+    """
+
+    repository: str
+    tag: str
+    digest: str
+    pushed: float
+    search_text: str
+    facets: str
+    document: str
+
+
 class StateStore(Protocol):
     """What the gateway keeps outside the registry."""
 
@@ -124,6 +143,19 @@ class StateStore(Protocol):
     def unclaim_tag(self, repository: str, tag: str, digest: str) -> None: ...
     def tags_for(self, repository: str, digest: str) -> list[str]: ...
     def forget_digest(self, repository: str, digest: str) -> None: ...
+    # catalog index (bundle versions by tag; rebuilt from the registry by reindex)
+    def put_bundle_version(self, version: BundleVersion) -> None: ...
+    def remove_bundle_versions(self, repository: str, *, tag: str | None = None, digest: str | None = None) -> None: ...
+    def bundle_versions(self, repository: str) -> list[BundleVersion]: ...
+    def find_bundle_versions(self, terms: Sequence[str], facets: Sequence[str], namespace: str | None,
+                             repositories: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]: ...
+    def newest_bundle_versions(self, terms: Sequence[str], facets: Sequence[str],
+                               namespace: str | None) -> list[tuple[str, float]]: ...
+    def bundle_versions_at(self, keys: Sequence[tuple[str, str]]) -> list[BundleVersion]: ...
+    def catalog_generation(self) -> int: ...
+    def catalog_rows(self) -> list[tuple[str, str, str, float, str, str]]: ...
+    def all_stage_events(self, repositories: Sequence[str] | None) -> list[StageEvent]: ...
+    def clear_bundle_versions(self) -> None: ...
     # lifecycle
     def close(self) -> None: ...
 
@@ -156,6 +188,14 @@ CREATE TABLE IF NOT EXISTS referrers (
 CREATE TABLE IF NOT EXISTS tags (
   repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, actor TEXT NOT NULL, at {float} NOT NULL,
   PRIMARY KEY (repository, tag));
+CREATE TABLE IF NOT EXISTS bundle_versions (
+  repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, pushed {float} NOT NULL,
+  search_text TEXT NOT NULL, facets TEXT NOT NULL, PRIMARY KEY (repository, tag));
+CREATE INDEX IF NOT EXISTS bundle_versions_digest ON bundle_versions (repository, digest);
+CREATE INDEX IF NOT EXISTS bundle_versions_newest ON bundle_versions (repository, pushed);
+CREATE TABLE IF NOT EXISTS catalog_generation (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundle_documents (
+  repository TEXT NOT NULL, tag TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (repository, tag));
 """
 
 STATE_URL_SCHEMES = ("sqlite", "postgresql", "postgres")
@@ -223,6 +263,11 @@ class Session:
     def all(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._cursor.execute(self._dialect.sql(sql), tuple(args))
         return [tuple(row) for row in self._cursor.fetchall()]
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` as a literal inside a ``LIKE`` pattern (``!`` is the escape character)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 def _in_marks(values: Sequence[Any]) -> str:
@@ -497,6 +542,117 @@ class SqlStore:
     def forget_digest(self, repository: str, digest: str) -> None:
         with self._session(write=True) as s:
             s.execute("DELETE FROM tags WHERE repository=? AND digest=?", (repository, digest))
+
+
+    # --- catalog index ------------------------------------------------------------
+    # Searched columns and documents live in two tables, so a search scans short rows.
+    _VERSION_COLUMNS = "v.repository, v.tag, v.digest, v.pushed, v.search_text, v.facets, d.document"
+    _VERSION_JOIN = "bundle_versions v JOIN bundle_documents d ON d.repository = v.repository AND d.tag = v.tag"
+
+    _BUMP = ("INSERT INTO catalog_generation (id, value) VALUES (1, 1)"
+             " ON CONFLICT (id) DO UPDATE SET value = catalog_generation.value + 1")
+
+    def catalog_generation(self) -> int:
+        """A number that changes with every write to the catalog index (readers cache by it)."""
+        rows = self._all("SELECT value FROM catalog_generation WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
+
+    def catalog_rows(self) -> list[tuple[str, str, str, float, str, str]]:
+        """Every version's (repository, tag, digest, pushed, search_text, facets), for an in-memory copy."""
+        rows = self._all("SELECT repository, tag, digest, pushed, search_text, facets FROM bundle_versions")
+        return [(r[0], r[1], r[2], float(r[3]), r[4], r[5]) for r in rows]
+
+    def put_bundle_version(self, version: BundleVersion) -> None:
+        with self._session(write=True) as s:
+            s.execute(self._BUMP)
+            s.execute(
+                "INSERT INTO bundle_versions (repository, tag, digest, pushed, search_text, facets)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (repository, tag) DO UPDATE SET digest=excluded.digest,"
+                " pushed=excluded.pushed, search_text=excluded.search_text, facets=excluded.facets",
+                (version.repository, version.tag, version.digest, version.pushed, version.search_text,
+                 version.facets),
+            )
+            s.execute(
+                "INSERT INTO bundle_documents (repository, tag, document) VALUES (?, ?, ?)"
+                " ON CONFLICT (repository, tag) DO UPDATE SET document=excluded.document",
+                (version.repository, version.tag, version.document),
+            )
+
+    def remove_bundle_versions(self, repository: str, *, tag: str | None = None, digest: str | None = None) -> None:
+        with self._session(write=True) as s:
+            s.execute(self._BUMP)
+            if tag is not None:
+                s.execute("DELETE FROM bundle_versions WHERE repository=? AND tag=?", (repository, tag))
+                s.execute("DELETE FROM bundle_documents WHERE repository=? AND tag=?", (repository, tag))
+            if digest is not None:
+                s.execute("DELETE FROM bundle_documents WHERE repository=? AND tag IN"
+                          " (SELECT tag FROM bundle_versions WHERE repository=? AND digest=?)",
+                          (repository, repository, digest))
+                s.execute("DELETE FROM bundle_versions WHERE repository=? AND digest=?", (repository, digest))
+
+    def bundle_versions(self, repository: str) -> list[BundleVersion]:
+        rows = self._all(f"SELECT {self._VERSION_COLUMNS} FROM {self._VERSION_JOIN} WHERE v.repository=?",
+                         (repository,))
+        return sorted((BundleVersion(*r) for r in rows), key=lambda v: (v.pushed, v.tag), reverse=True)
+
+    @staticmethod
+    def _version_filter(terms: Sequence[str], facets: Sequence[str], namespace: str | None,
+                        repositories: Sequence[str] | None = None) -> tuple[str, list[Any]]:
+        sql = " WHERE 1=1"
+        args: list[Any] = []
+        for term in terms:
+            sql += " AND search_text LIKE ? ESCAPE '!'"
+            args.append(f"%{_like_escaped(term)}%")
+        for facet in facets:
+            sql += " AND facets LIKE ? ESCAPE '!'"
+            args.append(f"%|{_like_escaped(facet)}|%")
+        if namespace:
+            sql += " AND (repository = ? OR substr(repository, 1, ?) = ?)"
+            args += [namespace, len(namespace) + 1, namespace + "/"]
+        if repositories is not None:
+            sql += f" AND repository IN ({_in_marks(repositories) or 'NULL'})"
+            args += list(repositories)
+        return sql, args
+
+    def find_bundle_versions(self, terms: Sequence[str], facets: Sequence[str], namespace: str | None,
+                             repositories: Sequence[str] | None = None) -> list[tuple[str, str, str, float]]:
+        """(repository, tag, digest, pushed) of versions whose text holds every term and
+        that have every facet (optionally only of ``repositories``); the caller filters by policy."""
+        where, args = self._version_filter(terms, facets, namespace, repositories)
+        rows = self._all("SELECT repository, tag, digest, pushed FROM bundle_versions" + where, args)
+        return [(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+    def newest_bundle_versions(self, terms: Sequence[str], facets: Sequence[str],
+                               namespace: str | None) -> list[tuple[str, float]]:
+        """(repository, newest push time) of repositories with a version matching as in
+        :meth:`find_bundle_versions`: one row per repository, however many versions."""
+        where, args = self._version_filter(terms, facets, namespace)
+        rows = self._all(f"SELECT repository, MAX(pushed) FROM bundle_versions{where} GROUP BY repository", args)
+        return [(r[0], float(r[1])) for r in rows]
+
+    def bundle_versions_at(self, keys: Sequence[tuple[str, str]]) -> list[BundleVersion]:
+        if not keys:
+            return []
+        where = " OR ".join("(v.repository=? AND v.tag=?)" for _ in keys)
+        rows = self._all(f"SELECT {self._VERSION_COLUMNS} FROM {self._VERSION_JOIN} WHERE {where}",
+                         [x for key in keys for x in key])
+        return [BundleVersion(*r) for r in rows]
+
+    def all_stage_events(self, repositories: Sequence[str] | None) -> list[StageEvent]:
+        """The stage events of ``repositories`` (None: of every repository), in order."""
+        sql = "SELECT repository, digest, stage, deployment, actor, at, evidence FROM stage_events"
+        if repositories is not None:
+            if not repositories:
+                return []
+            sql += f" WHERE repository IN ({_in_marks(repositories)})"
+        rows = self._all(sql + " ORDER BY id", list(repositories or []))
+        return [StageEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+    def clear_bundle_versions(self) -> None:
+        with self._session(write=True) as s:
+            s.execute(self._BUMP)
+            s.execute("DELETE FROM bundle_versions")
+            s.execute("DELETE FROM bundle_documents")
 
 
 class SqliteStore(SqlStore):

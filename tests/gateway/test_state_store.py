@@ -341,3 +341,32 @@ def test_claim_tag_has_one_winner_across_connections(opener: Opener) -> None:
         # an undone claim (the registry refused the manifest) frees the tag
         stores[0].unclaim_tag("alice/x", tag, winners[0])
         assert stores[1].claim_tag("alice/x", tag, "sha256:" + "f" * 64, "bob") == ("sha256:" + "f" * 64, True)
+
+
+def test_catalog_index(store: SqlStore) -> None:
+    from ecr_oci.gateway.state import BundleVersion
+
+    def row(repo: str, tag: str, digest: str, pushed: float, text: str, facets: str) -> BundleVersion:
+        return BundleVersion(repo, tag, digest, pushed, text, facets, '{"metadata": {}}')
+
+    store.put_bundle_version(row("alice/owls", "1.0.0", "sha256:a", 1.0, "owls at 50%_night", "|platform:linux/arm64|"))
+    store.put_bundle_version(row("alice/owls", "1.1.0", "sha256:b", 2.0, "owls", "|platform:linux/amd64|"))
+    store.put_bundle_version(row("alicex/bats", "1.0.0", "sha256:c", 3.0, "bats", "|license:mit|"))
+    store.put_bundle_version(row("alice/owls", "1.1.0", "sha256:d", 4.0, "owls again", "|platform:linux/amd64|"))
+    assert [(v.tag, v.digest) for v in store.bundle_versions("alice/owls")] == [("1.1.0", "sha256:d"),
+                                                                                 ("1.0.0", "sha256:a")]
+    assert store.find_bundle_versions(["owls"], ["platform:linux/arm64"], None) == [
+        ("alice/owls", "1.0.0", "sha256:a", 1.0)]
+    # LIKE wildcards in a search term are literal; the namespace is a whole path component
+    assert [r[1] for r in store.find_bundle_versions(["50%_n"], [], None)] == ["1.0.0"]
+    assert store.find_bundle_versions(["5_%"], [], None) == []
+    assert {r[0] for r in store.find_bundle_versions([], [], "alice")} == {"alice/owls"}
+    assert store.find_bundle_versions([], ["platform:linux"], None) == []  # facets match whole values
+    assert [v.tag for v in store.bundle_versions_at([("alice/owls", "1.0.0"), ("alicex/bats", "1.0.0")])] \
+        in (["1.0.0", "1.0.0"],)
+    store.remove_bundle_versions("alice/owls", digest="sha256:d")
+    assert [v.tag for v in store.bundle_versions("alice/owls")] == ["1.0.0"]
+    store.remove_bundle_versions("alice/owls", tag="1.0.0")
+    assert store.bundle_versions("alice/owls") == []
+    store.clear_bundle_versions()
+    assert store.find_bundle_versions([], [], None) == []

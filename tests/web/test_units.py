@@ -1,0 +1,77 @@
+"""The web surface's small parts: URL filter, citation escaping, sessions, the login brake, escaping."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ecr_oci.gateway.web import render
+from ecr_oci.gateway.web.session import LoginBrake, Session, SessionCodec
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert(1)",
+                                 "data:text/html,<script>alert(1)</script>", "vbscript:x", "//evil.example/x",
+                                 "https://user:pw@evil.example/", "https://a.example/\"><img src=x>", "", None, 42,
+                                 "https:///nohost", "http://a.example/\nx"])
+def test_only_plain_http_urls_become_links(url: object) -> None:
+    assert render.safe_url(url) is None
+
+
+def test_plain_urls_pass() -> None:
+    assert render.safe_url("https://example.org/a?b=c#d") == "https://example.org/a?b=c#d"
+
+
+def test_citation_cannot_break_out_of_bibtex_fields() -> None:
+    meta = {"name": "x}, title={pwned", "version": "1.0.0", "authors": "A {B} <a@b.c>, C\\D <c@d.e>"}
+    cited = render.citation(meta, "10.1234/abc}", "ecr.example", 0.0)
+    body = cited["bibtex"]
+    bare = body.replace("\\{", "").replace("\\}", "")
+    assert bare.count("{") == bare.count("}") == 8  # braces in values are escaped: the 8 fields stay closed
+    assert "title = {x\\}, title=\\{pwned}" in body
+    assert cited["text"].startswith("A {B}; C\\D (1970). x}, title={pwned (version 1.0.0) [Software].")
+
+
+def test_templates_escape_in_html_and_svg() -> None:
+    env = render.environment()
+    hostile = '<script>x</script>"><img src=x onerror=y>'
+    badge = env.get_template("badge.svg").render(b=render.badge("ecr", hostile, "approved"))
+    assert "<script>" not in badge and "<img" not in badge and "&lt;script&gt;" in badge
+    chart = render.chart([{"version": hostile, "node": hostile, "hardware": "h", "p50": 0.1, "p95": 0.2}])
+    assert chart is not None and chart["bars"][0]["label"].startswith("<script>")  # escaped by the template
+
+
+def test_session_cookie_is_signed_and_expires(tmp_path: Path) -> None:
+    codec = SessionCodec(tmp_path / "keys")
+    session = codec.new("alice")
+    value = codec.encode(session)
+    assert codec.decode(value) == Session(session.sid, "alice", float(int(session.expires)))
+    _, _, mac = value.partition(".")
+    forged = codec.encode(Session(session.sid, "admin", session.expires)).partition(".")[0] + "." + mac
+    assert codec.decode(forged) is None
+    assert codec.decode(value[:-2] + "xx") is None
+    assert codec.decode(codec.encode(Session("s", "alice", time.time() - 1))) is None
+    assert codec.decode("not a cookie") is None and codec.decode(None) is None
+    other = SessionCodec(tmp_path / "other-keys")
+    assert other.decode(value) is None  # another gateway's key
+    assert SessionCodec(tmp_path / "keys").decode(value) is not None  # the key persists
+    assert codec.csrf_valid(session, codec.csrf_token(session))
+    assert not codec.csrf_valid(codec.new("alice"), codec.csrf_token(session))
+    assert not codec.csrf_valid(session, None) and not codec.csrf_valid(None, "x")
+    assert (tmp_path / "keys" / "web-session.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_login_brake() -> None:
+    brake = LoginBrake()
+    assert brake.delay("1.2.3.4", "alice") == 0
+    for _ in range(3):
+        brake.failed("1.2.3.4", "alice")
+    assert brake.delay("1.2.3.4", "alice") == 1.0
+    assert brake.delay("5.6.7.8", "alice") == 1.0  # per user name too
+    assert brake.delay("1.2.3.4", "bob") == 1.0  # and per address
+    for _ in range(10):
+        brake.failed("1.2.3.4", "alice")
+    assert brake.delay("1.2.3.4", "alice") == 16.0
+    brake.succeeded("alice")
+    assert brake.delay("5.6.7.8", "alice") == 0
