@@ -56,7 +56,7 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/repositories/{name}/stages": {"get": _op("Stage audit trail", params=[_NAME], auth="pull")},
         "/api/v1/stages": {"post": _op("Record a stage transition", body="StageSet", ok="201",
                                        auth="admin (owners: submitted, deprecated)")},
-        "/api/v1/admin/reindex": {"post": _op("Rebuild the referrers index from the registry", auth="admin")},
+        "/api/v1/admin/reindex": {"post": _op("Rebuild the referrers and catalog indexes from the registry", auth="admin")},
         "/api/v1/bundles": {"get": _op("Search bundles", params=_QUERY, auth="anonymous allowed")},
         "/api/v1/bundles/{name}": {"get": _op("Bundle versions, stages and referrers", params=[_NAME],
                                               auth="pull")},

@@ -352,8 +352,10 @@ async def trust(gateway: Gateway, caller: Caller, version: Version) -> Trust:
                 policy.verify(layer)
                 signatures.append(Signature(source, True, str(deployment) if deployment else None,
                                             f"verified with this ECR's key {fingerprint}"))
-            except PolicyError as exc:
-                signatures.append(Signature(source, False, None, f"not verified here: {exc}"))
+            except PolicyError:
+                signatures.append(Signature(source, False, None, "signed with a key this ECR does not hold (or not "
+                                            "over this digest): check it with the signer's public key, "
+                                            "`ecr verify --key`"))
     provenance = []
     for referrer in referrers:
         if referrer.artifact_type != mt.DSSE_ENVELOPE:
@@ -368,6 +370,7 @@ async def trust(gateway: Gateway, caller: Caller, version: Version) -> Trust:
                 statement = None
             if isinstance(statement, dict):
                 provenance.append(_provenance_summary(statement))
+    signatures.sort(key=lambda sig: not sig.approved)  # this ECR's approvals first
     found = Trust(signatures, fingerprint, provenance)
     if len(_trust_cache) > 5000:
         _trust_cache.clear()

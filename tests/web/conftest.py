@@ -23,6 +23,8 @@ import pytest
 from tests.conftest import BASE_METADATA, write_bundle
 from tests.gateway.support import PASSWORDS, GatewayProcess, password_of
 
+OWL_DOI = "10.5072/FK2OWL.COUNTER"
+BUILDER = "https://ci.example.org/owl-builds"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(os.environ.get("ECR_SCREENSHOTS", "")) if os.environ.get("ECR_SCREENSHOTS") else None
@@ -77,6 +79,23 @@ def attach_profile(gw: GatewayProcess, repository: str, tag: str, node: str, mod
     attach(client, bundle, ProfileResult(summary, ()), with_series=False)
 
 
+def sign_and_attest(gw: GatewayProcess, repository: str, tag: str) -> None:
+    """The author's own signature (a key this ECR does not know) and SLSA provenance."""
+    from ecr_oci.bundle.remote import fetch_bundle
+    from ecr_oci.registry.reference import parse_reference
+    from ecr_oci.trust.keys import generate_key
+    from ecr_oci.trust.provenance import attach_provenance, build_statement
+    from ecr_oci.trust.sign import sign_native
+
+    client = gw.client("alice")
+    ref = parse_reference(f"{gw.host}/{repository}:{tag}")
+    key = generate_key()
+    sign_native(client, ref, key)
+    statement = build_statement(fetch_bundle(client, ref), builder_id=BUILDER,
+                                materials=[{"uri": "pkg:deb/debian/python3@3.11", "digest": {"sha256": "ab" * 32}}])
+    attach_provenance(client, ref, key, statement)
+
+
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory, tiny_layout: Path) -> Iterator[Site]:
     if not shutil.which("docker-registry") and not Path("/usr/bin/docker-registry").exists():
@@ -89,7 +108,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_layout: Path) -> Iterato
         for user, password in PASSWORDS.items():
             admin.add_user(user, password)
         site = Site(gw)
-        owl = {**BASE_METADATA, "name": "owl-counter", "keywords": ["owls", "wildlife"],
+        owl = {**BASE_METADATA, "name": "owl-counter", "keywords": ["owls", "wildlife"], "doi": OWL_DOI,
                "description": "Counts owls at night from a camera stream.\n\nRuns on Jetson and amd64 nodes.",
                "homepage": "https://example.org/owls"}
         site.digests["alice/owl-counter:0.1.0"] = push(gw, write_bundle(work / "owl1", tiny_layout, owl),
@@ -118,6 +137,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_layout: Path) -> Iterato
         attach_profile(gw, "alice/owl-counter", "0.2.0", "W0A1", "NVIDIA Jetson Xavier NX", 0.042)
         attach_profile(gw, "alice/owl-counter", "0.2.0", "W0B7", "Raspberry Pi 4", 0.180)
         attach_profile(gw, "alice/owl-counter", "0.1.0", "W0A1", "NVIDIA Jetson Xavier NX", 0.055)
+        sign_and_attest(gw, "alice/owl-counter", "0.2.0")
         yield site
     finally:
         gw.stop()

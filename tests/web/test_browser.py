@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.gateway.support import password_of
 from tests.support import start_dockerd
-from tests.web.conftest import HOSTILE, SCREENSHOTS, Site
+from tests.web.conftest import BUILDER, HOSTILE, OWL_DOI, SCREENSHOTS, Site
 
 Driver = Any
 
@@ -254,7 +254,7 @@ def test_bundle_page_shows_trust_lifecycle_performance_and_versions(site: Site, 
     browser.get(f"{site.url}/bundles/alice/owl-counter")
     page = browser.find_element(By.TAG_NAME, "main").text
     assert "owl-counter 0.2.0" in page
-    approved = browser.find_element(By.CSS_SELECTOR, "#trust li").text
+    approved = browser.find_element(By.CSS_SELECTOR, "#trust li").text  # approvals are listed first
     assert "Approved by this ECR for neon" in approved and "verified with this ECR's key sha256:" in approved
     key_pem = requests.get(f"{site.url}/api/v1/signing-key", timeout=30).content
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -281,8 +281,39 @@ def test_bundle_page_shows_trust_lifecycle_performance_and_versions(site: Site, 
     assert "0.1.0 → 0.2.0" in compared
     assert re.search(r"model/weights.bin changed", compared)
     assert re.search(r"model/labels.txt same", compared)
+    browser.get(f"{site.url}/bundles/alice/owl-counter")
+    trust = browser.find_element(By.ID, "trust").text
+    assert "Signature: signed with a key this ECR does not hold" in trust  # the author's own key
+    assert f"Builder\n{BUILDER}" in trust and "pkg:deb/debian/python3@3.11" in trust
+    assert browser.find_element(By.ID, "cite-text").text.endswith(f"https://doi.org/{OWL_DOI}")
+    bibtex = browser.find_element(By.ID, "cite-bib").text
+    assert bibtex.startswith("@software{owl_counter_0_2_0,") and f"doi = {{{OWL_DOI}}}" in bibtex
     badge = requests.get(f"{site.url}/bundles/alice/owl-counter/badge.svg", timeout=30)
     assert badge.headers["content-type"].startswith("image/svg+xml") and "0.2.0 · approved" in badge.text
+
+
+def test_admin_records_stages_through_the_form(site: Site, browser: Driver) -> None:
+    sign_in(browser, site, "alice")  # the owner may record submitted/deprecated, not approve
+    browser.get(f"{site.url}/bundles/alice/flip")
+    Select(browser.find_element(By.ID, "stage-name")).select_by_visible_text("approved")
+    browser.find_element(By.ID, "stage-deployment").send_keys("web-dep")
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/-/stage'] button").click()
+    WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, "section[role=alert]")))
+    assert "not allowed to set stage approved" in browser.page_source
+    sign_in(browser, site, "admin")
+    browser.get(f"{site.url}/bundles/alice/flip")
+    Select(browser.find_element(By.ID, "stage-name")).select_by_visible_text("approved")
+    browser.find_element(By.ID, "stage-deployment").send_keys("web-dep")
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/-/stage'] button").click()
+    WebDriverWait(browser, 60).until(ec.url_contains("done=stage"))
+    timeline = browser.find_element(By.ID, "lifecycle").text
+    assert "approved for web-dep by admin" in timeline
+    assert "Approved by this ECR for web-dep" in browser.find_element(By.ID, "trust").text  # countersigned
+    events = requests.get(f"{site.url}/api/v1/repositories/alice/flip/stages", timeout=30).json()["events"]
+    assert [(e["stage"], e["deployment"], e["actor"]) for e in events] == [("approved", "web-dep", "admin")]
+    audit = [json.loads(line) for line in (site.gw.data_dir / "audit.log").read_text().splitlines()]
+    assert any(e["event"] == "stage.set" and e["decision"] == "deny" and e["actor"] == "alice" for e in audit)
+    assert any(e["event"] == "stage.countersign" and e["repository"] == "alice/flip" for e in audit)
 
 
 def test_failed_sign_ins_are_slowed_down(site: Site) -> None:
