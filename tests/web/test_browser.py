@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -113,7 +114,9 @@ def test_protected_bundle_answers_exactly_like_a_missing_one(site: Site, who: st
              ("/bundles/alice/secret-birds/-/compare?a=1.0.0&b=1.0.0",
               "/bundles/alice/secret-birdz/-/compare?a=1.0.0&b=1.0.0"),
              ("/bundles/alice/secret-birds", "/bundles/alice/Not..Valid"),
-             ("/bundles/alice/secret-birds/1.0.0", "/bundles/alice/owl-counter/9.9.9")]
+             ("/bundles/alice/secret-birds/1.0.0", "/bundles/alice/owl-counter/9.9.9"),
+             ("/bundles/alice/secret-birds", "/bundles/alice/owl-counter/0.2.0/more/parts"),
+             ("/bundles/alice/secret-birds", "/namespaces/nobody-here")]
     for hidden, missing in pairs:
         a = session.get(site.url + hidden, timeout=30)
         b = session.get(site.url + missing, timeout=30)
@@ -247,6 +250,30 @@ def test_hostile_metadata_stays_text(site: Site, browser: Driver) -> None:
     assert browser.find_element(By.TAG_NAME, "title").get_attribute("textContent").startswith("evil 0.1.0")
     csp = requests.get(f"{site.url}/bundles/alice/evil", timeout=30).headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
+
+
+def test_query_parameters_are_echoed_as_text(site: Site, browser: Driver) -> None:
+    sign_out(browser, site)
+    hostile = '"><script>window.pwned=1</script><img src=x onerror=window.pwned=2>'
+    browser.get(f"{site.url}/?{urlencode({'q': hostile, 'platform': hostile, 'license': hostile, 'page': hostile})}")
+    assert browser.execute_script("return window.pwned === undefined")
+    assert not browser.find_elements(By.CSS_SELECTOR, "img[src=x], [onerror]")
+    assert browser.find_element(By.ID, "q").get_attribute("value") == hostile
+    browser.get(f"{site.url}/bundles/alice/owl-counter?{urlencode({'platform': hostile})}")
+    assert browser.execute_script("return window.pwned === undefined")
+    assert "docker pull" in browser.find_element(By.ID, "cmd-docker").text  # the default platform instead
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "/\t/evil.example/", "https://evil.example/",
+                                    "/\\evil.example", "javascript:alert(1)"])
+def test_sign_in_never_redirects_to_another_site(site: Site, target: str) -> None:
+    session = requests.Session()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', session.get(f"{site.url}/login", timeout=30).text)
+    assert csrf
+    resp = session.post(f"{site.url}/login", data={"csrf": csrf[1], "username": "eve",
+                                                   "password": password_of("eve", site.gw), "next": target},
+                        timeout=30, allow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == "/"
 
 
 def test_bundle_page_shows_trust_lifecycle_performance_and_versions(site: Site, browser: Driver) -> None:

@@ -68,10 +68,13 @@ def test_login_brake() -> None:
     for _ in range(3):
         brake.failed("1.2.3.4", "alice")
     assert brake.delay("1.2.3.4", "alice") == 1.0
-    assert brake.delay("5.6.7.8", "alice") == 1.0  # per user name too
-    assert brake.delay("1.2.3.4", "bob") == 1.0  # and per address
+    assert brake.delay("5.6.7.8", "alice") == 1.0  # per user name, from anywhere
+    assert brake.delay("1.2.3.4", "bob") == 0  # an address shared by many gets more room
     for _ in range(10):
         brake.failed("1.2.3.4", "alice")
     assert brake.delay("1.2.3.4", "alice") == 16.0
     brake.succeeded("alice")
     assert brake.delay("5.6.7.8", "alice") == 0
+    for i in range(20):
+        brake.failed("9.9.9.9", f"user{i}")  # a spray of names from one address
+    assert brake.delay("9.9.9.9", "someone") == 1.0

@@ -27,4 +27,7 @@ routes = [
     Route("/bundles/{ns}/{name}/-/grants", views.set_grant, methods=["POST"]),
     Route("/bundles/{ns}/{name}/-/stage", views.set_stage, methods=["POST"]),
     Route("/bundles/{ns}/{name}/{version}", views.bundle),
+    # Anything else under the web paths: the one not-found page, like a hidden bundle.
+    Route("/bundles/{rest:path}", views.not_found),
+    Route("/namespaces/{rest:path}", views.not_found),
 ]

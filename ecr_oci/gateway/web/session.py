@@ -23,9 +23,12 @@ from pathlib import Path
 
 COOKIE = "ecr_session"
 LIFETIME = 12 * 3600
-# Failed sign-ins: after FREE_FAILURES per client address or user name within
-# FAILURE_WINDOW seconds, each further attempt waits 1, 2, 4 ... up to MAX_DELAY seconds.
+# Failed sign-ins: after FREE_FAILURES for one user name (or FREE_ADDRESS_FAILURES from
+# one client address, which many people may share behind NAT) within FAILURE_WINDOW
+# seconds, each further attempt waits 1, 2, 4 ... up to MAX_DELAY seconds. The gateway's
+# own LoginThrottle refuses outright past its higher limits.
 FREE_FAILURES = 3
+FREE_ADDRESS_FAILURES = 20
 FAILURE_WINDOW = 900.0
 MAX_DELAY = 16.0
 
@@ -121,10 +124,9 @@ class LoginBrake:
     def delay(self, address: str, user: str) -> float:
         """Seconds the next attempt waits before its password is even checked."""
         now = time.time()
-        count = max(len(self._recent(f"addr:{address}", now)), len(self._recent(f"user:{user}", now)))
-        if count < FREE_FAILURES:
-            return 0.0
-        return float(min(2.0 ** (count - FREE_FAILURES), MAX_DELAY))
+        over = max(len(self._recent(f"user:{user}", now)) - FREE_FAILURES,
+                   len(self._recent(f"addr:{address}", now)) - FREE_ADDRESS_FAILURES)
+        return 0.0 if over < 0 else float(min(2.0 ** over, MAX_DELAY))
 
     def failed(self, address: str, user: str) -> None:
         now = time.time()

@@ -261,7 +261,8 @@ async def badge(page: Page) -> Response:
 # --- sign-in -------------------------------------------------------------------------
 def _next(value: str | None) -> str:
     """A local path to go to after signing in (never another site)."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value and len(value) < 500:
+    if (value and value.startswith("/") and not value.startswith("//") and "\\" not in value and len(value) < 500
+            and all(c.isprintable() and not c.isspace() for c in value)):  # browsers drop tabs: "/\t/x" is "//x"
         return value
     return "/"
 
@@ -370,6 +371,11 @@ async def set_stage(page: Page) -> Response:
                               fields.get("deployment", "").strip(), {})
 
     return await _act(page, "stage", repository, run, version=tag)
+
+
+@_handler
+async def not_found(page: Page) -> Response:
+    raise NotFound()
 
 
 # --- static files ----------------------------------------------------------------------
