@@ -3,9 +3,12 @@
 Like :mod:`ecr_oci.gateway.catalog` (whose visibility checks these functions reuse),
 every function takes the viewer and answers only what the viewer may pull; a
 repository the viewer may not see is absent, exactly like one that does not exist.
-The difference is the source: the state store's catalog index
-(:mod:`ecr_oci.gateway.bundle_index`) instead of the registry, so a search over a
-thousand bundles is a few queries, not thousands of registry round trips.
+The source is the state store's catalog index (:mod:`ecr_oci.gateway.bundle_index`),
+never the registry per request: a search filters an in-memory copy of the searched
+columns (reloaded when the index changes), asks the policy engine about the
+repositories found, and reads documents for the page shown only. Signatures,
+provenance and profiles of the one version a bundle page shows are read from the
+registry (and verification results cached by content).
 """
 
 from __future__ import annotations

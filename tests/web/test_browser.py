@@ -60,8 +60,9 @@ def shot(driver: Driver, name: str, width: int = 1100, element: str | None = Non
     out = SCREENSHOTS or Path(tempfile.gettempdir()) / "ecr-web-screenshots"
     out.mkdir(parents=True, exist_ok=True)
     driver.set_window_size(width, 900)
+    chrome = 900 - int(driver.execute_script("return window.innerHeight"))  # the window's own frame
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(width, min(max(int(height), 600), 4000))
+    driver.set_window_size(width, min(max(int(height), 600), 4000) + chrome)
     path = out / f"{name}.png"
     if element:
         driver.find_element(By.CSS_SELECTOR, element).screenshot(str(path))
