@@ -17,6 +17,7 @@ from typing import Any
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.annotations import metadata_from
+from ecr_oci.bundle.icon import ICON_MEDIA_TYPES, MAX_ICON_BYTES
 from ecr_oci.gateway import referrers
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.state import BundleVersion
@@ -66,7 +67,8 @@ async def describe(gateway: Gateway, repository: str, doc: dict[str, Any], index
                  "media_type": str(layer.get("mediaType") or "")}
                 for layer in (child_doc or {}).get("layers") or [] if isinstance(layer, dict)
             ]
-            model = {"digest": entry["digest"], "size": size, "files": files}
+            model = {"digest": entry["digest"], "size": size, "files": files,
+                     "icon": _icon((child_doc or {}).get("layers") or [])}
         else:
             platforms.append({"platform": platform_text(platform), "digest": entry["digest"], "size": size})
     return {
@@ -76,6 +78,19 @@ async def describe(gateway: Gateway, repository: str, doc: dict[str, Any], index
         "size": total,
         "media_type": str(doc.get("mediaType") or mt.OCI_INDEX),
     }
+
+
+def _icon(layers: list[Any]) -> dict[str, Any] | None:
+    """The bundle icon (the first model-manifest layer Harbor would show), when it is a
+    small PNG, JPEG or GIF."""
+    for layer in layers:
+        if not isinstance(layer, dict) or mt.HARBOR_ICON not in (layer.get("annotations") or {}):
+            continue
+        if layer.get("mediaType") in ICON_MEDIA_TYPES and 0 < _int(layer.get("size")) <= MAX_ICON_BYTES:
+            return {"digest": str(layer.get("digest")), "size": _int(layer.get("size")),
+                    "media_type": str(layer["mediaType"])}
+        return None
+    return None
 
 
 def _facets(document: dict[str, Any]) -> list[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecr_oci import mediatypes as mt
+from ecr_oci.bundle.icon import sniff_image
 from ecr_oci.gateway import catalog
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.policy import Caller
@@ -379,6 +380,17 @@ async def trust(gateway: Gateway, caller: Caller, version: Version) -> Trust:
         _trust_cache.clear()
     _trust_cache[cache_key] = found
     return found
+
+
+async def icon(gateway: Gateway, version: Version) -> tuple[bytes, str] | None:
+    """The version's icon bytes and media type, when its bytes are the image they claim to be."""
+    found = (version.model or {}).get("icon")
+    if not isinstance(found, dict):
+        return None
+    data = await _blob(gateway, version.repository, str(found.get("digest")))
+    if data is None or sniff_image(data) != found.get("media_type"):
+        return None
+    return data, str(found["media_type"])
 
 
 # --- performance ----------------------------------------------------------------------

@@ -79,6 +79,19 @@ def attach_profile(gw: GatewayProcess, repository: str, tag: str, node: str, mod
     attach(client, bundle, ProfileResult(summary, ()), with_series=False)
 
 
+def draw_icon(path: Path) -> None:
+    """A small PNG icon: an owl's two eyes."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 64), "#3b5b8c")
+    draw = ImageDraw.Draw(image)
+    for x in (10, 34):
+        draw.ellipse((x, 16, x + 20, 36), fill="#f5f6f8")
+        draw.ellipse((x + 6, 22, x + 14, 30), fill="#16263d")
+    draw.polygon([(28, 38), (36, 38), (32, 46)], fill="#f0a500")
+    image.save(path)
+
+
 def sign_and_attest(gw: GatewayProcess, repository: str, tag: str) -> None:
     """The author's own signature (a key this ECR does not know) and SLSA provenance."""
     from ecr_oci.bundle.remote import fetch_bundle
@@ -113,9 +126,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny_layout: Path) -> Iterato
                "homepage": "https://example.org/owls"}
         site.digests["alice/owl-counter:0.1.0"] = push(gw, write_bundle(work / "owl1", tiny_layout, owl),
                                                        "alice/owl-counter:0.1.0")
-        site.digests["alice/owl-counter:0.2.0"] = push(
-            gw, write_bundle(work / "owl2", tiny_layout, {**owl, "version": "0.2.0"}, weights=b"\x02" * 8192),
-            "alice/owl-counter:0.2.0")
+        owl2 = write_bundle(work / "owl2", tiny_layout, {**owl, "version": "0.2.0", "icon": "icon.png"},
+                            weights=b"\x02" * 8192)
+        draw_icon(owl2 / "icon.png")
+        site.digests["alice/owl-counter:0.2.0"] = push(gw, owl2, "alice/owl-counter:0.2.0")
         secret = {**BASE_METADATA, "name": "secret-birds", "keywords": ["secret"],
                   "description": "A protected bundle about rare birds."}
         site.digests["alice/secret-birds:1.0.0"] = push(gw, write_bundle(work / "secret", tiny_layout, secret),

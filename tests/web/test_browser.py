@@ -117,7 +117,9 @@ def test_protected_bundle_answers_exactly_like_a_missing_one(site: Site, who: st
              ("/bundles/alice/secret-birds", "/bundles/alice/Not..Valid"),
              ("/bundles/alice/secret-birds/1.0.0", "/bundles/alice/owl-counter/9.9.9"),
              ("/bundles/alice/secret-birds", "/bundles/alice/owl-counter/0.2.0/more/parts"),
-             ("/bundles/alice/secret-birds", "/namespaces/nobody-here")]
+             ("/bundles/alice/secret-birds", "/namespaces/nobody-here"),
+             ("/bundles/alice/secret-birds/-/icon/1.0.0", "/bundles/alice/secret-birdz/-/icon/1.0.0"),
+             ("/bundles/alice/secret-birds/-/icon/1.0.0", "/bundles/alice/flip/-/icon/0.1.0")]
     for hidden, missing in pairs:
         a = session.get(site.url + hidden, timeout=30)
         b = session.get(site.url + missing, timeout=30)
@@ -316,6 +318,11 @@ def test_bundle_page_shows_trust_lifecycle_performance_and_versions(site: Site, 
     assert browser.find_element(By.ID, "cite-text").text.endswith(f"https://doi.org/{OWL_DOI}")
     bibtex = browser.find_element(By.ID, "cite-bib").text
     assert bibtex.startswith("@software{owl_counter_0_2_0,") and f"doi = {{{OWL_DOI}}}" in bibtex
+    icon = browser.find_element(By.CSS_SELECTOR, ".bundle-head img.icon")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", icon) == 64
+    served = requests.get(icon.get_attribute("src"), timeout=30)
+    assert served.headers["content-type"] == "image/png" and served.headers["x-content-type-options"] == "nosniff"
+    assert served.content.startswith(b"\x89PNG")
     badge = requests.get(f"{site.url}/bundles/alice/owl-counter/badge.svg", timeout=30)
     assert badge.headers["content-type"].startswith("image/svg+xml") and "0.2.0 · approved" in badge.text
 

@@ -23,6 +23,7 @@ routes = [
     Route("/bundles/{ns}/{name}", views.bundle),
     Route("/bundles/{ns}/{name}/badge.svg", views.badge),
     Route("/bundles/{ns}/{name}/-/compare", views.compare),
+    Route("/bundles/{ns}/{name}/-/icon/{version}", views.icon),
     Route("/bundles/{ns}/{name}/-/visibility", views.set_visibility, methods=["POST"]),
     Route("/bundles/{ns}/{name}/-/grants", views.set_grant, methods=["POST"]),
     Route("/bundles/{ns}/{name}/-/stage", views.set_stage, methods=["POST"]),

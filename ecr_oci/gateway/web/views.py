@@ -258,6 +258,19 @@ async def badge(page: Page) -> Response:
     return page.render("badge.svg", media_type="image/svg+xml", b=render.badge("ecr", value[:60], stage))
 
 
+@_handler
+async def icon(page: Page) -> Response:
+    repository = _repository(page)
+    tag = page.request.path_params["version"]
+    chosen = [v for v in _versions(page, repository) if v.tag == tag]
+    found = await storefront.icon(page.gateway, chosen[0]) if chosen else None
+    if found is None:
+        raise NotFound()
+    data, media_type = found
+    return Response(data, media_type=media_type, headers={**render.SECURITY_HEADERS,
+                                                          "Cache-Control": "private, max-age=3600"})
+
+
 # --- sign-in -------------------------------------------------------------------------
 def _next(value: str | None) -> str:
     """A local path to go to after signing in (never another site)."""
