@@ -78,3 +78,43 @@ def test_login_brake() -> None:
     for i in range(20):
         brake.failed("9.9.9.9", f"user{i}")  # a spray of names from one address
     assert brake.delay("9.9.9.9", "someone") == 1.0
+
+
+def test_search_sees_writes_of_another_gateway_on_the_same_store(tmp_path: Path) -> None:
+    """Each gateway searches its in-memory copy of the index; a write through another
+    gateway's store moves the catalog generation, so the copy is reloaded."""
+    from ecr_oci.gateway import storefront
+    from ecr_oci.gateway.bundle_index import version_row
+    from ecr_oci.gateway.core import Gateway, GatewayConfig
+    from ecr_oci.gateway.policy import ANONYMOUS
+
+    def gateway() -> Gateway:
+        return Gateway(GatewayConfig(data_dir=tmp_path, registry_url="http://127.0.0.1:9"))
+
+    writer, reader = gateway(), gateway()
+    try:
+        def put(repository: str, tag: str, description: str, pushed: float) -> None:
+            document = {"metadata": {"name": repository.split("/")[1], "description": description},
+                        "platforms": [{"platform": "linux/arm64", "digest": "sha256:" + "a" * 64, "size": 1}],
+                        "model": None, "size": 1}
+            writer.store.set_visibility(repository, "public")
+            writer.store.put_bundle_version(version_row(repository, tag, "sha256:" + tag[0] * 64, document, pushed))
+
+        put("alice/owls", "1.0.0", "night owls", 1.0)
+        assert [v.repository for v in storefront.search(reader, ANONYMOUS, storefront.SearchQuery(q="owls")).results] \
+            == ["alice/owls"]
+        put("alice/owls", "2.0.0", "day birds", 2.0)  # the newest version no longer matches "night"
+        put("bob/bats", "1.0.0", "bats", 3.0)
+        found = storefront.search(reader, ANONYMOUS, storefront.SearchQuery(q="night"))
+        assert [(v.repository, v.tag) for v in found.results] == [("alice/owls", "1.0.0")]
+        everything = storefront.search(reader, ANONYMOUS, storefront.SearchQuery())
+        assert [(v.repository, v.tag) for v in everything.results] == [("bob/bats", "1.0.0"), ("alice/owls", "2.0.0")]
+        writer.store.set_visibility("bob/bats", "private")  # policy is asked on every search
+        assert [v.repository for v in storefront.search(reader, ANONYMOUS, storefront.SearchQuery()).results] \
+            == ["alice/owls"]
+        writer.store.remove_bundle_versions("alice/owls", tag="1.0.0")
+        assert storefront.search(reader, ANONYMOUS, storefront.SearchQuery(q="night")).results == []
+    finally:
+        for gw in (writer, reader):
+            gw.store.close()
+            gw.audit.close()
