@@ -153,7 +153,12 @@ def matches(version: dict[str, Any], query: Mapping[str, str]) -> bool:
 async def search(gateway: Gateway, caller: Caller, query: Mapping[str, str]) -> list[dict[str, Any]]:
     """Every repository the caller may see with its versions matching ``query``."""
     results = []
-    indexed = {row[0] for row in gateway.store.newest_bundle_versions([], [], None)}
+    # Narrow by the index first where that is exact: a term without spaces lies inside one
+    # field, and every field ``matches`` reads is in the index's search text; platforms are facets.
+    term = (query.get("q") or "").lower()
+    terms = [term] if term and not any(c.isspace() for c in term) else []
+    facets = [f"platform:{p}"] if (p := query.get("platform")) else []
+    indexed = {row[0] for row in gateway.store.newest_bundle_versions(terms, facets, None)}
     visible = visible_repositories(gateway, caller, indexed)
     for repository in sorted(visible):
         if (name := query.get("name")) and name not in repository:
