@@ -351,6 +351,18 @@ def test_admin_records_stages_through_the_form(site: Site, browser: Driver) -> N
     assert any(e["event"] == "stage.countersign" and e["repository"] == "alice/flip" for e in audit)
 
 
+def test_sign_in_with_an_api_token(site: Site) -> None:
+    token = requests.post(f"{site.url}/api/v1/users/eve/tokens", json={"label": "web"}, timeout=30,
+                          auth=("eve", password_of("eve", site.gw))).json()["token"]
+    session = requests.Session()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', session.get(f"{site.url}/login", timeout=30).text)
+    assert csrf
+    resp = session.post(f"{site.url}/login", data={"csrf": csrf[1], "username": "eve", "password": token},
+                        timeout=30, allow_redirects=False)
+    assert resp.status_code == 303
+    assert ">eve</a>" in session.get(f"{site.url}/", timeout=30).text
+
+
 def test_failed_sign_ins_are_slowed_down(site: Site) -> None:
     session = requests.Session()
     csrf = re.search(r'name="csrf" value="([^"]+)"', session.get(f"{site.url}/login", timeout=30).text)

@@ -118,3 +118,32 @@ def test_search_sees_writes_of_another_gateway_on_the_same_store(tmp_path: Path)
         for gw in (writer, reader):
             gw.store.close()
             gw.audit.close()
+
+
+def test_search_pages_and_sorts(tmp_path: Path) -> None:
+    from ecr_oci.gateway import storefront
+    from ecr_oci.gateway.bundle_index import version_row
+    from ecr_oci.gateway.core import Gateway, GatewayConfig
+    from ecr_oci.gateway.policy import ANONYMOUS
+
+    gw = Gateway(GatewayConfig(data_dir=tmp_path, registry_url="http://127.0.0.1:9"))
+    try:
+        for i in range(45):
+            repository = f"ns{i % 3}/bundle-{i:02d}"
+            gw.store.set_visibility(repository, "public" if i % 5 else "protected")  # 9 protected
+            document = {"metadata": {"name": f"bundle-{i:02d}"}, "platforms": [], "model": None, "size": 0}
+            gw.store.put_bundle_version(version_row(repository, "1.0.0", "sha256:" + "b" * 64, document, float(i)))
+        pages = [storefront.search(gw, ANONYMOUS, storefront.SearchQuery(page=n)) for n in (1, 2, 3)]
+        assert [p.total for p in pages] == [36, 36, 36] and [p.pages for p in pages] == [2, 2, 2]
+        assert [len(p.results) for p in pages] == [20, 16, 16]  # past the last page: the last page
+        assert pages[0].results[0].repository == "ns2/bundle-44"  # newest first
+        by_name = storefront.search(gw, ANONYMOUS, storefront.SearchQuery(sort="name"))
+        names = [v.repository for v in by_name.results]
+        assert names == sorted(names) and names[0] == "ns0/bundle-03"
+        ns1 = storefront.search(gw, ANONYMOUS, storefront.SearchQuery(namespace="ns1"))
+        assert ns1.total == 12 and all(v.namespace == "ns1" for v in ns1.results)
+        assert storefront.SearchQuery.from_params({"page": "x", "sort": "evil", "stage": "nope"}) == \
+            storefront.SearchQuery()
+    finally:
+        gw.store.close()
+        gw.audit.close()
