@@ -490,8 +490,7 @@ async def _put_manifest(gateway: Gateway, request: Request, caller: Caller, targ
         return resp.status_code == 200
 
     async def read_blob(blob: str, size: int) -> bytes | None:
-        resp = await gateway.upstream.http.get(f"/v2/{name}/blobs/{blob}", headers=gateway.upstream.repo_headers(name))
-        return resp.content if resp.status_code == 200 and len(resp.content) == size else None
+        return await gateway.upstream.read_blob(name, blob, size)
 
     if checked.is_bundle:
         await gate.check_bundle(checked, exists)

@@ -200,3 +200,15 @@ class Upstream:
             return []
         resp.raise_for_status()
         return list(resp.json().get("tags") or [])
+
+    async def read_blob(self, repository: str, digest: str, size: int) -> bytes | None:
+        """A small blob's bytes (the gate reads profile summaries), None unless exactly ``size``.
+
+        Follows a storage redirect: a registry on object storage with
+        ``storage.redirect`` enabled answers blob reads with ``307`` to a presigned URL.
+        httpx drops the ``Authorization`` header on a cross-origin redirect, so the
+        storage sees only its own signature.
+        """
+        resp = await self.http.get(f"/v2/{repository}/blobs/{digest}", headers=self.repo_headers(repository),
+                                   follow_redirects=True)
+        return resp.content if resp.status_code == 200 and len(resp.content) == size else None
