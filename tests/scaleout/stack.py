@@ -195,6 +195,12 @@ class ScaleOut:
                 pass
         raise RuntimeError("nginx did not answer")
 
+    def upstream_errors(self, port: int) -> list[str]:
+        """The balancer's error-log lines about requests to the upstream on ``port`` (failed, retried)."""
+        log = self.root / "nginx" / "error.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        return [line for line in lines if f"127.0.0.1:{port}/" in line]
+
     def stop(self) -> None:
         stop(self.nginx)
         for gateway in self.gateways:
