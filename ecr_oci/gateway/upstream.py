@@ -209,6 +209,7 @@ class Upstream:
         httpx drops the ``Authorization`` header on a cross-origin redirect, so the
         storage sees only its own signature.
         """
-        resp = await self.http.get(f"/v2/{repository}/blobs/{digest}", headers=self.repo_headers(repository),
+        resp = await self.http.get(f"/v2/{repository}/blobs/{digest}",
+                                   headers=self.auth_header("repository", repository, ("pull",)),
                                    follow_redirects=True)
         return resp.content if resp.status_code == 200 and len(resp.content) == size else None
