@@ -88,6 +88,17 @@ class RegistryReplica:
         if self.proc is not None:
             kill(self.proc)
 
+    def set_read_only(self, read_only: bool) -> None:
+        """Rewrite the configuration (``storage.maintenance.readonly``) and restart."""
+        lines = [line for line in self.config.read_text().splitlines(keepends=True)
+                 if not line.startswith(("    readonly:", "      enabled: true"))]
+        at = lines.index("  maintenance:\n") + 1
+        if read_only:
+            lines[at:at] = ["    readonly:\n", "      enabled: true\n"]
+        self.config.write_text("".join(lines))
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
         stop(self.proc)
 
@@ -194,6 +205,19 @@ class ScaleOut:
             except RuntimeError:
                 pass
         raise RuntimeError("nginx did not answer")
+
+    def set_read_only(self, read_only: bool) -> None:
+        """Every replica read-only (pulls work, pushes are refused) or back, one at a time."""
+        for replica in self.registries:
+            replica.set_read_only(read_only)
+
+    def garbage_collect(self) -> str:
+        """``docker-registry garbage-collect`` on the bucket (replicas must be read-only); its output."""
+        done = subprocess.run([REGISTRY_BIN, "garbage-collect", str(self.registries[0].config)], capture_output=True,
+                              text=True, env=self.registries[0].env, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"garbage-collect failed: {done.stderr[-2000:]}")
+        return done.stdout
 
     def upstream_errors(self, port: int) -> list[str]:
         """The balancer's error-log lines about requests to the upstream on ``port`` (failed, retried)."""

@@ -100,3 +100,29 @@ def gateway_bytes_out(stack: ScaleOut) -> float:
 
 def read_json(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
+
+
+KEY_PASSWORD = "scale-out-key-password"
+
+
+def keygen(stack: ScaleOut, prefix: Path) -> tuple[Path, Path]:
+    """A cosign-compatible key pair (``ecr keygen``): (private, public)."""
+    made = run(["ecr", "keygen", "--output-prefix", str(prefix)], env=stack.client_env() | {
+        "COSIGN_PASSWORD": KEY_PASSWORD})
+    assert made.returncode == 0, made.stderr
+    return prefix.with_suffix(".key"), prefix.with_suffix(".pub")
+
+
+def push_signed(stack: ScaleOut, root: Path, reference: str, key: Path) -> str:
+    """``ecr push --key`` as alice through the balancer; the pushed index digest."""
+    env = stack.client_env() | {"ECR_USERNAME": "alice", "ECR_PASSWORD": password_of("alice", stack.gateways[0]),
+                                "COSIGN_PASSWORD": KEY_PASSWORD}
+    pushed = run(["ecr", "push", "--quiet", "--key", str(key), str(root), reference], env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    return pushed.stdout.strip().rsplit("@", 1)[1]
+
+
+def blob_key(digest: str) -> str:
+    """The object name of a blob in Distribution's storage layout."""
+    hexdigest = digest.split(":", 1)[1]
+    return f"docker/registry/v2/blobs/sha256/{hexdigest[:2]}/{hexdigest}/data"
