@@ -42,6 +42,7 @@ bench: deps
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/gateway.py
 	$(PYTHON) bench/web.py
+	$(PYTHON) bench/scaleout.py
 
 # The README's screenshots of the web pages, taken by headless Chromium during the browser tests.
 screenshots: deps
