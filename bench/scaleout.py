@@ -131,15 +131,6 @@ def measure(stack: ScaleOut, digest: str, size: int, clients: int, rounds: int) 
     return {key: statistics.median(r[key] for r in per_round) for key in per_round[0]}
 
 
-def set_redirect(stack: ScaleOut, redirect: bool) -> None:
-    for replica in stack.registries:
-        old, new = ("true", "false") if redirect else ("false", "true")
-        text = replica.config.read_text()
-        replica.config.write_text(text.replace(f"  redirect:\n    disable: {old}", f"  redirect:\n    disable: {new}"))
-        replica.stop()
-        replica.start()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=256)
@@ -160,7 +151,8 @@ def main() -> None:
             size = args.mib << 20
             digest = push_blob(stack, os.urandom(size))
             for mode, redirect in (("redirect", True), ("proxied", False)):
-                set_redirect(stack, redirect)
+                for replica in stack.registries:
+                    replica.set_redirect(redirect)
                 results[mode] = measure(stack, digest, size, args.clients, args.rounds)
         finally:
             if stack is not None:

@@ -93,3 +93,38 @@ def remove(client: RegistryClient, removal: Removal) -> int:
         except NotFoundError:
             continue
     return deleted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m ecr_oci.registry.prune REGISTRY REPOSITORY TAG... [--yes]`` (admin credentials
+    from ``ECR_USERNAME``/``ECR_PASSWORD``): print the plan; delete only with ``--yes``."""
+    import argparse
+    import os
+    import sys
+
+    from ecr_oci.errors import EcrError
+    from ecr_oci.registry.auth import Credentials
+
+    parser = argparse.ArgumentParser(prog="python3 -m ecr_oci.registry.prune", description=main.__doc__)
+    parser.add_argument("registry", help="HOST[:PORT] of the gateway")
+    parser.add_argument("repository")
+    parser.add_argument("tags", nargs="+", help="versions to remove")
+    parser.add_argument("--yes", action="store_true", help="delete (default: only print the plan)")
+    args = parser.parse_args(argv)
+    user, password = os.environ.get("ECR_USERNAME"), os.environ.get("ECR_PASSWORD")
+    client = RegistryClient(args.registry, credentials=Credentials(user, password) if user and password else None)
+    try:
+        removal = plan(client, args.repository, args.tags)
+        for digest in removal.delete:
+            print(f"delete {args.repository}@{digest}")
+        print(f"{len(removal.delete)} manifests to delete, {len(removal.kept)} kept by the other versions")
+        if args.yes:
+            print(f"deleted {remove(client, removal)}")
+    except EcrError as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,8 +24,12 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from ecr_oci.registry.auth import Credentials
 from ecr_oci.registry.client import RegistryClient
@@ -49,22 +53,19 @@ def registry_env(pki: TestPKI) -> dict[str, str]:
     return env
 
 
+REGISTRY_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "compose" / "registry.yml"
+
+
 def registry_config(*, port: int, s3_endpoint: str, secret: str, upstream_cert: Path, redirect: bool,
                     bucket: str = BUCKET) -> str:
-    """A Distribution 2.8 configuration on the S3 bucket (what deploy/ ships, test values)."""
-    return (
-        "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        "storage:\n"
-        f"  s3:\n    region: us-east-1\n    regionendpoint: {s3_endpoint}\n    bucket: {bucket}\n"
-        f"    accesskey: {ACCESS_KEY}\n    secretkey: {SECRET_KEY}\n    secure: true\n    v4auth: true\n"
-        "  delete:\n    enabled: true\n"
-        f"  redirect:\n    disable: {'false' if redirect else 'true'}\n"
-        "  maintenance:\n    uploadpurging:\n      enabled: false\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  relativeurls: true\n  secret: {secret}\n"
-        "auth:\n  token:\n    realm: https://unused.invalid/auth/token\n    service: ecr-registry\n"
-        f"    issuer: ecr-gateway\n    rootcertbundle: {upstream_cert}\n"
-    )
+    """The shipped Distribution configuration (deploy/compose/registry.yml) with this setup's values."""
+    config = yaml.safe_load(REGISTRY_TEMPLATE.read_text())
+    config["storage"]["s3"].update(regionendpoint=s3_endpoint, bucket=bucket, accesskey=ACCESS_KEY,
+                                   secretkey=SECRET_KEY)
+    config["storage"]["redirect"]["disable"] = not redirect
+    config["http"].update(addr=f"127.0.0.1:{port}", secret=secret)
+    config["auth"]["token"].update(realm="https://unused.invalid/auth/token", rootcertbundle=str(upstream_cert))
+    return str(yaml.safe_dump(config, sort_keys=False))
 
 
 @dataclass
@@ -90,12 +91,16 @@ class RegistryReplica:
 
     def set_read_only(self, read_only: bool) -> None:
         """Rewrite the configuration (``storage.maintenance.readonly``) and restart."""
-        lines = [line for line in self.config.read_text().splitlines(keepends=True)
-                 if not line.startswith(("    readonly:", "      enabled: true"))]
-        at = lines.index("  maintenance:\n") + 1
-        if read_only:
-            lines[at:at] = ["    readonly:\n", "      enabled: true\n"]
-        self.config.write_text("".join(lines))
+        self.update(lambda config: config["storage"]["maintenance"].update(readonly={"enabled": read_only}))
+
+    def set_redirect(self, redirect: bool) -> None:
+        """Blob reads redirected to presigned storage URLs, or streamed by the registry; restart."""
+        self.update(lambda config: config["storage"]["redirect"].update(disable=not redirect))
+
+    def update(self, change: Callable[[dict[str, Any]], object]) -> None:
+        config = yaml.safe_load(self.config.read_text())
+        change(config)
+        self.config.write_text(yaml.safe_dump(config, sort_keys=False))
         self.stop()
         self.start()
 
@@ -251,7 +256,8 @@ def start_scaleout(root: Path, pki: TestPKI, ceph: CephCluster, state_url: str, 
         for name in ("a", "b"):
             setup.gateways.append(GatewayProcess(
                 root / f"gateway-{name}" / "data",
-                extra_args=["--registry-url", setup.internal_url, "--state-url", state_url, "--public-url", public],
+                extra_args=["--registry-url", setup.internal_url, "--state-url", state_url, "--public-url", public,
+                            "--trusted-proxy", "127.0.0.1"],
                 # the gate follows storage redirects to the RGW (httpx and requests read these)
                 extra_env={"SSL_CERT_FILE": str(pki.ca), "REQUESTS_CA_BUNDLE": str(pki.ca)}))
         first, second = setup.gateways
