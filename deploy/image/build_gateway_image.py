@@ -72,7 +72,7 @@ def fetch_wheels(cache: Path) -> list[Path]:
     own = wheels / "own"
     shutil.rmtree(own, ignore_errors=True)
     env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")}
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                     "--disable-pip-version-check", "-w", str(own), str(ROOT)], check=True, env=env)
     deps = wheels / "deps"
     stamp = deps / "requirements.stamp"

@@ -7,13 +7,14 @@ Every process started here dies with the run (PR_SET_PDEATHSIG, and stopped at t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.gateway.pgserver import start_postgres
+from tests.gateway.pgserver import PostgresServer, start_postgres
 from tests.gateway.support import PASSWORDS
 from tests.scaleout.ceph import CephCluster, start_ceph
-from tests.scaleout.stack import ScaleOut, start_scaleout
+from tests.scaleout.stack import BUCKET, ScaleOut, start_scaleout
 from tests.scaleout.tls import TestPKI, make_pki
 
 
@@ -33,21 +34,36 @@ def ceph(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[Cep
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI, ceph: CephCluster) -> Iterator[ScaleOut]:
+def scaleout_postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server; each setup gets its own database."""
     try:
-        postgres = start_postgres()
+        server = start_postgres()
     except FileNotFoundError as exc:
         pytest.fail(str(exc))
+    yield server
+    server.stop()
+
+
+def populated(root: Path, pki: TestPKI, ceph: CephCluster, state_url: str, bucket: str) -> ScaleOut:
+    """A started setup with users alice and eve."""
     try:
-        setup = start_scaleout(tmp_path_factory.mktemp("scaleout"), pki, ceph, postgres.create_database("ecr"))
+        setup = start_scaleout(root, pki, ceph, state_url, bucket=bucket)
     except (FileNotFoundError, RuntimeError) as exc:
-        postgres.stop()
         pytest.fail(str(exc))
     try:
         admin = setup.gateways[0].admin()
         for user in ("alice", "eve"):
             admin.add_user(user, PASSWORDS[user])
-        yield setup
-    finally:
+    except BaseException:
         setup.stop()
-        postgres.stop()
+        raise
+    return setup
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI, ceph: CephCluster,
+          scaleout_postgres: PostgresServer) -> Iterator[ScaleOut]:
+    setup = populated(tmp_path_factory.mktemp("scaleout"), pki, ceph, scaleout_postgres.create_database("ecr"),
+                      BUCKET)
+    yield setup
+    setup.stop()
