@@ -15,16 +15,16 @@ from tests.gateway.pgserver import PostgresServer, start_postgres
 from tests.gateway.support import PASSWORDS
 from tests.scaleout.ceph import CephCluster, start_ceph
 from tests.scaleout.stack import BUCKET, ScaleOut, start_scaleout
-from tests.scaleout.tls import TestPKI, make_pki
+from tests.scaleout.tls import LocalCA, make_pki
 
 
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")
-def ceph(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[CephCluster]:
+def ceph(tmp_path_factory: pytest.TempPathFactory, pki: LocalCA) -> Iterator[CephCluster]:
     try:
         cluster = start_ceph(tmp_path_factory.mktemp("ceph"), tls=(pki.cert, pki.key), host="localhost")
     except (FileNotFoundError, RuntimeError) as exc:
@@ -44,7 +44,7 @@ def scaleout_postgres() -> Iterator[PostgresServer]:
     server.stop()
 
 
-def populated(root: Path, pki: TestPKI, ceph: CephCluster, state_url: str, bucket: str) -> ScaleOut:
+def populated(root: Path, pki: LocalCA, ceph: CephCluster, state_url: str, bucket: str) -> ScaleOut:
     """A started setup with users alice and eve."""
     try:
         setup = start_scaleout(root, pki, ceph, state_url, bucket=bucket)
@@ -61,7 +61,7 @@ def populated(root: Path, pki: TestPKI, ceph: CephCluster, state_url: str, bucke
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI, ceph: CephCluster,
+def stack(tmp_path_factory: pytest.TempPathFactory, pki: LocalCA, ceph: CephCluster,
           scaleout_postgres: PostgresServer) -> Iterator[ScaleOut]:
     setup = populated(tmp_path_factory.mktemp("scaleout"), pki, ceph, scaleout_postgres.create_database("ecr"),
                       BUCKET)

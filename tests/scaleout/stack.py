@@ -36,14 +36,14 @@ from ecr_oci.registry.client import RegistryClient
 from tests.gateway.support import GatewayProcess, password_of
 from tests.scaleout.ceph import ACCESS_KEY, SECRET_KEY, CephCluster
 from tests.scaleout.processes import kill, spawn, stop
-from tests.scaleout.tls import TestPKI
+from tests.scaleout.tls import LocalCA
 from tests.support import REGISTRY_BIN, free_port, wait_http
 
 BUCKET = "registry"
 NGINX_BIN = "/usr/sbin/nginx"
 
 
-def registry_env(pki: TestPKI) -> dict[str, str]:
+def registry_env(pki: LocalCA) -> dict[str, str]:
     """Distribution's environment: trust the test CA (Go reads SSL_CERT_FILE), no overrides.
 
     ``REGISTRY_*`` variables override its configuration; ``AWS_CA_BUNDLE`` makes 2.8 panic.
@@ -108,7 +108,7 @@ class RegistryReplica:
         stop(self.proc)
 
 
-def nginx_config(root: Path, pki: TestPKI, *, public_port: int, internal_port: int, gateways: list[int],
+def nginx_config(root: Path, pki: LocalCA, *, public_port: int, internal_port: int, gateways: list[int],
                  registries: list[int]) -> str:
     """The load balancer: TLS for clients in front of the gateways, plain http in front of the registries."""
 
@@ -154,7 +154,7 @@ class ScaleOut:
     """The running setup; :attr:`host` is what clients use (``https://``, test CA)."""
 
     root: Path
-    pki: TestPKI
+    pki: LocalCA
     ceph: CephCluster
     state_url: str
     gateways: list[GatewayProcess] = field(default_factory=list)
@@ -238,7 +238,7 @@ class ScaleOut:
             replica.stop()
 
 
-def start_scaleout(root: Path, pki: TestPKI, ceph: CephCluster, state_url: str, *, redirect: bool = True,
+def start_scaleout(root: Path, pki: LocalCA, ceph: CephCluster, state_url: str, *, redirect: bool = True,
                    bucket: str = BUCKET) -> ScaleOut:
     """Gateways, registry replicas and the balancer on an existing Ceph cluster and database.
 

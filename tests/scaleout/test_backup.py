@@ -27,7 +27,7 @@ from tests.scaleout.ceph import ACCESS_KEY, SECRET_KEY, CephCluster
 from tests.scaleout.conftest import populated
 from tests.scaleout.stack import ScaleOut
 from tests.scaleout.support import attach_test_profile, ecr, keygen, push_signed, run
-from tests.scaleout.tls import TestPKI
+from tests.scaleout.tls import LocalCA
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ BUNDLES = {"alice/drill-a": "1.0.0", "alice/drill-b": "2.0.0"}
 
 
 @pytest.fixture(scope="module")
-def drill(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI, ceph: CephCluster,
+def drill(tmp_path_factory: pytest.TempPathFactory, pki: LocalCA, ceph: CephCluster,
           scaleout_postgres: PostgresServer) -> Iterator[ScaleOut]:
     if not shutil.which("rclone"):
         pytest.fail("rclone is not installed: run `make deps`")
@@ -48,7 +48,8 @@ def drill(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI, ceph: CephClus
 
 def rclone(stack: ScaleOut, *args: str) -> None:
     """rclone against the object store (S3 remote ``store``, configured by environment)."""
-    env = {**os.environ, "RCLONE_CONFIG_STORE_TYPE": "s3", "RCLONE_CONFIG_STORE_PROVIDER": "Ceph",
+    env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},  # --ca-cert instead
+           "RCLONE_CONFIG_STORE_TYPE": "s3", "RCLONE_CONFIG_STORE_PROVIDER": "Ceph",
            "RCLONE_CONFIG_STORE_ENDPOINT": stack.ceph.endpoint, "RCLONE_CONFIG_STORE_ACCESS_KEY_ID": ACCESS_KEY,
            "RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY": SECRET_KEY, "RCLONE_CONFIG_STORE_REGION": "us-east-1"}
     done = run(["rclone", "--ca-cert", str(stack.pki.ca), *args], env=env, timeout=600)

@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
-class TestPKI:
+class LocalCA:
     """``ca``: the CA certificate clients are told to trust; ``cert``/``key``: the servers'."""
 
     ca: Path
@@ -30,7 +30,7 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_pki(directory: Path) -> TestPKI:
+def make_pki(directory: Path) -> LocalCA:
     """Generate the CA and a server certificate (SANs 127.0.0.1, localhost) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
@@ -56,7 +56,7 @@ def make_pki(directory: Path) -> TestPKI:
         .sign(ca_key, hashes.SHA256())
     )
     (directory / "trust").mkdir(exist_ok=True)  # a cert dir for containers tools: the CA alone
-    pki = TestPKI(ca=directory / "trust" / "ca.crt", cert=directory / "server.crt", key=directory / "server.key")
+    pki = LocalCA(ca=directory / "trust" / "ca.crt", cert=directory / "server.crt", key=directory / "server.key")
     pki.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     pki.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pki.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
