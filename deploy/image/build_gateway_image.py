@@ -25,6 +25,7 @@ deploy/README.md).
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib.util
 import json
 import os
@@ -116,7 +117,7 @@ def build(out: Path, cache: Path, epoch: int) -> dict[str, str]:
     apt = builder.Apt(cache, ARCH, builder.DEFAULT_MIRROR, builder.DEFAULT_SECURITY_MIRROR, builder.DEFAULT_KEYRING)
     packages = apt.download()
     wheels = fetch_wheels(cache)
-    created = f"{__import__('datetime').datetime.fromtimestamp(epoch, __import__('datetime').UTC):%Y-%m-%dT%H:%M:%SZ}"
+    created = f"{datetime.datetime.fromtimestamp(epoch, datetime.UTC):%Y-%m-%dT%H:%M:%SZ}"
     shutil.rmtree(out, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="ecr-gw-image-") as tmp:
         work = Path(tmp)
