@@ -97,7 +97,8 @@ def remove(client: RegistryClient, removal: Removal) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python3 -m ecr_oci.registry.prune REGISTRY REPOSITORY TAG... [--yes]`` (admin credentials
-    from ``ECR_USERNAME``/``ECR_PASSWORD``): print the plan; delete only with ``--yes``."""
+    from ``ECR_USERNAME``/``ECR_PASSWORD``, ``ECR_PLAIN_HTTP`` as for ``ecr``): print the plan;
+    delete only with ``--yes``."""
     import argparse
     import os
     import sys
@@ -112,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--yes", action="store_true", help="delete (default: only print the plan)")
     args = parser.parse_args(argv)
     user, password = os.environ.get("ECR_USERNAME"), os.environ.get("ECR_PASSWORD")
-    client = RegistryClient(args.registry, credentials=Credentials(user, password) if user and password else None)
+    plain = os.environ.get("ECR_PLAIN_HTTP")  # as for `ecr`: http only for loopback unless set
+    client = RegistryClient(args.registry, credentials=Credentials(user, password) if user and password else None,
+                            plain_http=None if plain is None else plain.lower() in ("1", "true", "yes"))
     try:
         removal = plan(client, args.repository, args.tags)
         for digest in removal.delete:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from ecr_oci.errors import RegistryError
 from ecr_oci.registry import prune
 from tests.conftest import BASE_METADATA, write_bundle
-from tests.gateway.support import push_image
+from tests.gateway.support import ADMIN_PASSWORD, push_image
 from tests.scaleout.stack import BUCKET, ScaleOut
 from tests.scaleout.support import (
     attach_test_profile,
@@ -26,6 +28,7 @@ from tests.scaleout.support import (
     missing_parts,
     profile_digests,
     push_signed,
+    run,
 )
 
 pytestmark = pytest.mark.slow
@@ -76,6 +79,13 @@ def test_removed_versions_are_freed_and_everything_still_referenced_is_kept(
 
     admin = stack.client("admin")
     plan = prune.plan(admin, REPO, ["0.1.0", "0.2.0"])
+    # the operator's command prints the same plan and changes nothing without --yes
+    printed = run([sys.executable, "-m", "ecr_oci.registry.prune", stack.host, REPO, "0.1.0", "0.2.0"],
+                  env=stack.client_env() | {"ECR_USERNAME": "admin", "ECR_PASSWORD": ADMIN_PASSWORD})
+    assert printed.returncode == 0, printed.stderr
+    assert {line.split("@", 1)[1] for line in printed.stdout.splitlines() if line.startswith("delete ")} == set(
+        plan.delete)
+    assert sorted(t for t in client.tags(REPO) if not t.startswith("sha256-")) == ["0.1.0", "0.2.0", "0.3.0"]
     assert set(plan.versions) == {"0.1.0", "0.2.0"}
     assert {digests["0.1.0"], digests["0.2.0"], profiles["0.1.0"], profiles["0.2.0"]} <= set(plan.delete)
     assert not set(plan.delete) & plan.kept  # the image manifests shared with 0.3.0 stay
@@ -90,7 +100,9 @@ def test_removed_versions_are_freed_and_everything_still_referenced_is_kept(
         assert pulled.returncode == 0, pulled.stderr
         with pytest.raises(RegistryError):  # refused; checked below that nothing landed
             push_image(client, "alice/gc-window", "1.0.0", payload=b"during the window")
+        collecting = time.monotonic()
         output = stack.garbage_collect()
+        collected = time.monotonic() - collecting
     finally:
         stack.set_read_only(False)
     assert "alice/gc-window" not in stack.client("alice").catalog()
@@ -116,4 +128,4 @@ def test_removed_versions_are_freed_and_everything_still_referenced_is_kept(
     assert missing_parts(client, "alice/gc-other", other_digest) == []
     print(f"\ngc: {len(plan.delete)} manifests deleted, {len(freed)} blobs freed "
           f"({sum(len(w) for v, w in weights.items() if v == '0.2.0') >> 20} MiB of weights), "
-          f"{len(kept_blobs)} kept for 0.3.0")
+          f"{len(kept_blobs)} kept for 0.3.0; garbage-collect took {collected:.1f} s")
