@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ import yaml
 
 from ecr_oci.registry.auth import Credentials
 from ecr_oci.registry.client import RegistryClient
-from tests.gateway.support import GatewayProcess, password_of
+from tests.gateway.support import ADMIN_PASSWORD, GatewayProcess, password_of
 from tests.scaleout.ceph import ACCESS_KEY, SECRET_KEY, CephCluster
 from tests.scaleout.processes import kill, spawn, stop
 from tests.scaleout.tls import LocalCA
@@ -149,6 +151,18 @@ def nginx_config(root: Path, pki: LocalCA, *, public_port: int, internal_port: i
     )
 
 
+class StackGateway(GatewayProcess):
+    """``ecr serve`` as in the gateway tests, but dying with the test process (SIGTERM: it shuts down)."""
+
+    def start(self) -> None:
+        env = {**os.environ, "ECR_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.extra_env}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = spawn([sys.executable, "-c", "from ecr_oci.cli import run; run()", "serve",
+                           "--data-dir", str(self.data_dir), "--listen", self.host, *self.extra_args],
+                          self.data_dir.parent / "gateway.log", env=env, sig=signal.SIGTERM)
+        wait_http(f"{self.url}/healthz", timeout=30, proc=self.proc)
+
+
 @dataclass
 class ScaleOut:
     """The running setup; :attr:`host` is what clients use (``https://``, test CA)."""
@@ -197,7 +211,7 @@ class ScaleOut:
                                      gateways=[g.port for g in self.gateways],
                                      registries=[r.port for r in self.registries]))
         self.nginx = spawn([NGINX_BIN, "-c", str(conf), "-p", str(self.root / "nginx")],
-                           self.root / "nginx" / "nginx.out")
+                           self.root / "nginx" / "nginx.out", sig=signal.SIGTERM)  # stops its workers too
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.nginx.poll() is not None:
@@ -254,7 +268,7 @@ def start_scaleout(root: Path, pki: LocalCA, ceph: CephCluster, state_url: str, 
     try:
         public = f"https://127.0.0.1:{setup.public_port}"
         for name in ("a", "b"):
-            setup.gateways.append(GatewayProcess(
+            setup.gateways.append(StackGateway(
                 root / f"gateway-{name}" / "data",
                 extra_args=["--registry-url", setup.internal_url, "--state-url", state_url, "--public-url", public,
                             "--trusted-proxy", "127.0.0.1"],
