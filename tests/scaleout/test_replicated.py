@@ -156,3 +156,30 @@ def test_docker_pull_follows_the_storage_redirect(stack: ScaleOut, tiny_layout: 
     finally:
         engine.stop()
         shutil.rmtree(engine.root, ignore_errors=True)
+
+
+def test_a_node_is_redirected_only_for_what_is_approved_for_it(stack: ScaleOut) -> None:
+    """Node approvals decide before the redirect: an unapproved blob gives no presigned URL."""
+    alice = stack.client("alice")
+    _, approved_manifest = push_image(alice, "alice/fleet", "1.0.0", payload=b"approved weights")
+    _, other_manifest = push_image(alice, "alice/fleet", "2.0.0", payload=b"not approved yet")
+    admin = stack.gateways[0].admin()
+    admin.set_stage("alice/fleet", "1.0.0", "approved", "fleet-edge")
+    stack.gateways[0].admin("alice").set_visibility("alice/fleet", "private")
+    node_password = admin.add_node("node-r1", ["fleet-edge"])
+    token = requests.get(f"{stack.url}/auth/token", auth=("node-r1", node_password), timeout=30,
+                         params={"service": "ecr", "scope": "repository:alice/fleet:pull"},
+                         verify=str(stack.pki.ca)).json()["token"]
+
+    def read(manifest: bytes) -> requests.Response:
+        layer = json.loads(manifest)["layers"][0]["digest"]
+        return requests.get(f"{stack.url}/v2/alice/fleet/blobs/{layer}", allow_redirects=False, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"}, verify=str(stack.pki.ca))
+
+    allowed = read(approved_manifest)
+    assert allowed.status_code == 307
+    assert requests.get(allowed.headers["Location"], timeout=30, verify=str(stack.pki.ca)).content == (
+        b"approved weights")
+    refused = read(other_manifest)
+    assert refused.status_code == 403 and "Location" not in refused.headers
+    assert refused.json()["errors"][0]["code"] == "DENIED"
