@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,11 @@ import requests
 import yaml
 
 from tests.gateway.support import ADMIN_PASSWORD, password_of
+from tests.scaleout.ceph import ACCESS_KEY, SECRET_KEY, CephCluster
+from tests.scaleout.processes import spawn
 from tests.scaleout.stack import ScaleOut
 from tests.scaleout.support import PODMAN, ecr, run
+from tests.scaleout.tls import LocalCA
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow
@@ -163,3 +167,38 @@ def test_gateway_image_pushed_by_ecr_runs_from_the_kubernetes_pod_spec(
     assert tags.status_code == 200 and "0.1.0" in tags.json()["tags"], logs()
     user = run([*podman_store, "inspect", "--format", "{{.Config.User}}", "ecr-gateway-pod-0-gateway"], env=env)
     assert user.stdout.strip() == "65534:65534"  # the pod spec's runAsUser/runAsGroup
+
+
+def test_compose_trial_object_store_script_serves_s3_and_stops_cleanly(pki: LocalCA, tmp_path: Path) -> None:
+    """deploy/compose/ceph-trial.sh (the compose file's trial object store), run on this host with its
+    own ports (the session's cluster keeps the default monitor ports): S3 over TLS, then a clean stop."""
+    mon_ports, rgw_port = f"{free_port()} {free_port()}", free_port()
+    root = tmp_path / "ceph"
+    env = {**os.environ, "CEPH_TRIAL_ROOT": str(root), "MON_PORTS": mon_ports, "RGW_ENDPOINT": f"127.0.0.1:{rgw_port}",
+           "TLS_CERT": str(pki.cert), "TLS_KEY": str(pki.key), "S3_ACCESS_KEY": ACCESS_KEY, "S3_SECRET_KEY": SECRET_KEY}
+    log = tmp_path / "ceph-trial.log"
+    script = spawn(["bash", str(ROOT / "deploy" / "compose" / "ceph-trial.sh")], log, env=env, sig=signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + 90
+        while "object store ready" not in log.read_text(errors="replace"):
+            assert script.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+        cluster = CephCluster(root=root, rgw_port=rgw_port, scheme="https", host="localhost")
+        cluster.create_bucket("trial", ca_file=pki.ca)
+        sigv4 = ["curl", "-sS", "-f", "--cacert", str(pki.ca), "--aws-sigv4", "aws:amz:us-east-1:s3",
+                 "--user", f"{ACCESS_KEY}:{SECRET_KEY}", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+        url = f"{cluster.endpoint}/trial/hello"
+        assert run([*sigv4, "-X", "PUT", "--data-binary", "hello from the trial store", url]).returncode == 0
+        assert run([*sigv4, url]).stdout == "hello from the trial store"
+    finally:
+        script.terminate()
+        script.wait(60)
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).find(str(root)) >= 0]
+    assert leftovers == [], "daemons outlived the script"
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
