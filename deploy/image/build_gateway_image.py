@@ -66,8 +66,65 @@ def project_version() -> str:
     raise SystemExit("pyproject.toml has no version")
 
 
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def runtime_closure() -> dict[str, str]:
+    """The installed versions of the project's runtime dependencies, transitively (markers for
+    this interpreter, requested extras followed): what ``--lock`` pins."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    pinned: dict[str, str] = {}
+    done: set[tuple[str, frozenset[str]]] = set()
+    # (requirement, the extras its parent was asked for: they decide its marker)
+    todo = [(Requirement(r), frozenset({""})) for r in distribution("ecr-oci").requires or []]
+    while todo:
+        requirement, parent_extras = todo.pop()
+        if requirement.marker is not None and not any(requirement.marker.evaluate({"extra": e})
+                                                      for e in parent_extras):
+            continue
+        extras = frozenset(requirement.extras)
+        key = (_canonical(requirement.name), extras)
+        if key in done:
+            continue
+        done.add(key)
+        try:
+            dist = distribution(requirement.name)
+        except PackageNotFoundError:
+            raise SystemExit(f"{requirement.name} is not installed: run `make install` first") from None
+        pinned[dist.metadata["Name"]] = dist.version
+        todo += [(Requirement(text), extras | {""}) for text in dist.requires or []]
+    return pinned
+
+
+def lock() -> None:
+    """Rewrite requirements.txt from the installed (tested) environment."""
+    lines = [f"{name}=={version}" for name, version in sorted(runtime_closure().items(), key=lambda i: i[0].lower())]
+    header = ("# Pinned runtime dependencies of the gateway image (binary wheels, cp311 manylinux x86_64).\n"
+              "# Regenerate: `build_gateway_image.py --lock` (when pyproject.toml's dependencies change).\n")
+    REQUIREMENTS.write_text(header + "\n".join(lines) + "\n")
+
+
+def check_pins() -> None:
+    """Every runtime dependency in pyproject.toml is pinned (else the image would lack it)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = {_canonical(line.split("==")[0]) for line in REQUIREMENTS.read_text().splitlines()
+              if line and not line.startswith("#")}
+    missing = sorted(r.name for r in map(Requirement, declared) if _canonical(r.name) not in pinned)
+    if missing:
+        raise SystemExit(f"{REQUIREMENTS.name} does not pin {', '.join(missing)}: run with --lock")
+
+
 def fetch_wheels(cache: Path) -> list[Path]:
     """The project's wheel and the pinned dependency wheels (cached; pip only when missing)."""
+    check_pins()
     wheels = cache / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     own = wheels / "own"
@@ -178,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "build" / "oci")
     parser.add_argument("--cache", type=Path, default=HERE / "build" / "cache")
     parser.add_argument("--push", metavar="HOST/REPO:VERSION", help="then push it with `ecr push` as a bundle")
+    parser.add_argument("--lock", action="store_true", help="first pin requirements.txt to the installed versions")
     args = parser.parse_args(argv)
+    if args.lock:
+        lock()
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
     built = build(args.out.resolve(), args.cache.resolve(), epoch)
     print(json.dumps(built))
