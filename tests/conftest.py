@@ -18,6 +18,41 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("REGISTRY_AUTH_FILE", None)
 
 
+def skips_are_failures() -> bool:
+    """In CI (``CI=true``) nothing may skip: a missing or broken component fails the run."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI a skip (a skip mark, ``pytest.skip``, ``importorskip``) becomes a failure with its reason.
+
+    Locally skips stay skips, listed with their reasons by ``-ra``. An expected failure
+    (``xfail``) is not a skip and is left alone.
+    """
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail") or not skips_are_failures():
+        return
+    report.outcome = "failed"
+    report.longrepr = _no_skip_message(report.longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """The same for a whole module skipped at collection (``allow_module_level``)."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    if report.skipped and skips_are_failures():
+        report.outcome = "failed"
+        report.longrepr = _no_skip_message(report.longrepr)
+
+
+def _no_skip_message(longrepr: object) -> str:
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return f"skipped under CI=true, which allows no skips (run `make deps`): {reason}"
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     if not shutil.which("docker-registry") and not Path("/usr/bin/docker-registry").exists():

@@ -123,3 +123,36 @@ def wait_gone(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def verified_cosign_payload(gw: GatewayProcess, user: str | None, repository: str, digest: str,
+                            public_pem: bytes) -> dict[str, Any]:
+    """Check a cosign signature independently of ecr_oci.trust: fetch the ``sha256-<hex>.sig``
+    manifest over plain HTTP, verify each layer's ``dev.cosignproject.cosign/signature``
+    (ECDSA P-256 / SHA-256 over the payload blob) with ``public_pem``, and return the
+    payload of the first layer. Raises AssertionError (or InvalidSignature) when it does not verify.
+    """
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    scope = f"repository:{repository}:pull"
+    tag = digest.replace(":", "-") + ".sig"
+    resp = gw.call(user, "GET", f"/v2/{repository}/manifests/{tag}", scope)
+    assert resp.status_code == 200, resp.text
+    layers = resp.json()["layers"]
+    assert layers, "a signature manifest without layers"
+    key = serialization.load_pem_public_key(public_pem)
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    payloads = []
+    for layer in layers:
+        assert layer["mediaType"] == "application/vnd.dev.cosign.simplesigning.v1+json"
+        blob = gw.call(user, "GET", f"/v2/{repository}/blobs/{layer['digest']}", scope)
+        assert blob.status_code == 200
+        signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
+        key.verify(signature, blob.content, ec.ECDSA(hashes.SHA256()))  # raises InvalidSignature
+        payloads.append(json.loads(blob.content))
+    payload: dict[str, Any] = payloads[0]
+    assert payload["critical"]["image"]["docker-manifest-digest"] == digest
+    return payload
