@@ -49,7 +49,8 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 
 
 def _no_skip_message(longrepr: object) -> str:
-    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    reason = reason.removeprefix("Skipped: ")
     return f"skipped under CI=true, which allows no skips (run `make deps`): {reason}"
 
 

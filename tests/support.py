@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+# Debian's docker client (package docker.io, what `make deps` installs). On the development
+# machines /usr/local/bin/docker (another build) comes first on PATH: name the client explicitly.
+DOCKER_CLIENT = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for every server a test starts: PR_SET_PDEATHSIG makes the kernel send
+    it SIGTERM when the test process dies, so a killed or crashed run leaves nothing behind."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
+def as_user_dying_with_parent(uid: int, gid: int) -> Callable[[], None]:
+    """``preexec_fn`` that drops to ``uid``/``gid`` first: a credential change clears the
+    parent-death signal, so it is set afterwards."""
+
+    def preexec() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        die_with_parent()
+
+    return preexec
 
 
 def free_port() -> int:
@@ -78,7 +107,8 @@ def start_registry(workdir: Path, extra_config: str = "") -> Registry:
         f"http:\n  addr: 127.0.0.1:{port}\n" + extra_config
     )
     log = (workdir / "registry.log").open("wb")
-    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent)
     wait_http(f"http://127.0.0.1:{port}/v2/", proc=proc)
     return Registry(host=f"127.0.0.1:{port}", storage=storage, proc=proc)
 
@@ -123,17 +153,20 @@ class DockerEngine:
 
     @property
     def env(self) -> dict[str, str]:
-        import os
-
         return {**os.environ, "DOCKER_HOST": f"unix://{self.root}/sock"}
 
     def docker(self, *args: str, timeout: float = 300, input_text: str | None = None,
                ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env, timeout=timeout,
-                              input=input_text)
+        proc = self.try_docker(*args, timeout=timeout, input_text=input_text)
         if proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
         return proc
+
+    def try_docker(self, *args: str, timeout: float = 300, input_text: str | None = None,
+                   ) -> subprocess.CompletedProcess[str]:
+        """Run the docker client against this engine; the caller checks the outcome."""
+        return subprocess.run([DOCKER_CLIENT, *args], capture_output=True, text=True, env=self.env,
+                              timeout=timeout, input=input_text)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -146,7 +179,7 @@ class DockerEngine:
 
 def start_dockerd(root: Path, insecure_registry: str) -> DockerEngine | str:
     """Start dockerd with the flags that work on these machines; a reason string when it cannot."""
-    if not shutil.which("dockerd") or not shutil.which("docker"):
+    if not shutil.which("dockerd") or not shutil.which(DOCKER_CLIENT):
         return "dockerd is not installed (apt-get install docker.io)"
     root.mkdir(parents=True, exist_ok=True)
     log = (root / "dockerd.log").open("wb")
@@ -154,14 +187,14 @@ def start_dockerd(root: Path, insecure_registry: str) -> DockerEngine | str:
         ["dockerd", "--iptables=false", "--ip-masq=false", "--bridge=none", "--storage-driver=vfs",
          "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile", str(root / "pid"),
          "-H", f"unix://{root}/sock", "--insecure-registry", insecure_registry],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
     )
     engine = DockerEngine(root, proc)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return f"dockerd exited: {(root / 'dockerd.log').read_text()[-500:]}"
-        ok = subprocess.run(["docker", "info"], capture_output=True, env=engine.env, timeout=30).returncode == 0
+        ok = engine.try_docker("info", timeout=30).returncode == 0
         if ok:
             return engine
         time.sleep(0.5)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import shutil
 import subprocess
@@ -74,34 +72,29 @@ def test_docker_registry_source_is_mounted(registry: Registry, bundle_dir: Path,
     assert _index(registry, "dst/remote", "0.1.0")["manifests"][0]["digest"] == amd64
 
 
-def _docker_save_tar(layout: Path, tag: str, dest: Path) -> None:
-    """A legacy `docker save` archive (manifest.json + config + uncompressed layer tars)."""
-    index = json.loads((layout / "index.json").read_text())
-    entry = next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-    blob = lambda d: (layout / "blobs" / "sha256" / d.split(":")[1]).read_bytes()  # noqa: E731
-    manifest = json.loads(blob(entry["digest"]))
-    config = blob(manifest["config"]["digest"])
-    with tarfile.open(dest, "w") as tar:
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            import io
+@pytest.mark.slow
+def test_docker_archive_source_from_a_real_docker_save(registry: Registry, tmp_path: Path,
+                                                       tiny_layout: Path) -> None:
+    """A tar written by the real dockerd's `docker save` (Debian's engine writes the legacy
+    manifest.json layout) is a usable `docker-archive:` image source."""
+    import tempfile
 
-            tar.addfile(info, io.BytesIO(data))
+    from tests.support import start_dockerd
 
-        layers = []
-        for i, layer in enumerate(manifest["layers"]):
-            raw = gzip.decompress(blob(layer["digest"]))
-            add(f"layer{i}/layer.tar", raw)
-            layers.append(f"layer{i}/layer.tar")
-        config_name = hashlib.sha256(config).hexdigest() + ".json"
-        add(config_name, config)
-        add("manifest.json", json.dumps([{"Config": config_name, "RepoTags": [f"tiny:{tag}"],
-                                          "Layers": layers}]).encode())
-
-
-def test_docker_archive_source(registry: Registry, tmp_path: Path, tiny_layout: Path) -> None:
-    _docker_save_tar(tiny_layout, "arm64", tmp_path / "saved.tar")
+    source = f"{registry.host}/archive/source:arm64"
+    subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{tiny_layout}:arm64", f"docker://{source}"],
+                   capture_output=True, text=True, check=True, timeout=120)
+    engine = start_dockerd(Path(tempfile.mkdtemp(prefix="ecr-dk-", dir="/tmp")), registry.host)
+    if isinstance(engine, str):
+        pytest.skip(engine)
+    try:
+        engine.docker("pull", "--platform", "linux/arm64", source)
+        engine.docker("save", "-o", str(tmp_path / "saved.tar"), source)
+    finally:
+        engine.stop()
+        shutil.rmtree(engine.root, ignore_errors=True)
+    with tarfile.open(tmp_path / "saved.tar") as tar:
+        assert "manifest.json" in tar.getnames()  # what docker save wrote, not a layout we made
     meta = dict(BASE_METADATA, name="from-archive", images=[
         {"platform": "linux/arm64", "from": "docker-archive:saved.tar"}])
     root = write_bundle(tmp_path, tiny_layout, meta)
@@ -111,7 +104,10 @@ def test_docker_archive_source(registry: Registry, tmp_path: Path, tiny_layout: 
     assert proc.returncode == 0, proc.stderr
     config = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci:{out / 'image'}:0.1.0"],
                                        capture_output=True, text=True, check=True).stdout)
+    original = json.loads(subprocess.run(["skopeo", "inspect", "--config", f"oci:{tiny_layout}:arm64"],
+                                         capture_output=True, text=True, check=True).stdout)
     assert config["architecture"] == "arm64"
+    assert config["rootfs"]["diff_ids"] == original["rootfs"]["diff_ids"]  # the same filesystem, byte for byte
 
 
 def _mutate(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:

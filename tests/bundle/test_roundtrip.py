@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -117,17 +118,16 @@ def test_ecr_pull_amd64_fetches_no_arm64_layer(pushed: tuple[str, str, Path], tm
     assert set(amd64) <= set(blobs)
     downloaded = sum(amd64.values()) + sum(p.stat().st_size for p in (out / "model").iterdir())
     downloaded += sum(p.stat().st_size for p in out.glob("*-source.tar.gz"))
-    assert f"({_human(downloaded)})" in proc.stderr
+    # the summary line reports that amount, in binary units with one decimal (read back, not re-computed)
+    shown = re.search(r"\((\d+(?:\.\d)?) (B|KiB|MiB|GiB)\)", proc.stderr)
+    assert shown, proc.stderr
+    unit = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[shown.group(2)]
+    assert downloaded >= 1 << 20 and shown.group(2) == "MiB"  # the example's images weigh megabytes
+    assert abs(float(shown.group(1)) * unit - downloaded) <= 0.05 * unit
     assert (out / "model" / "weights.bin").read_bytes() == (root / "model" / "weights.bin").read_bytes()
     # The pulled image layout is usable by a stock tool.
     config = json.loads(run(["skopeo", "inspect", "--config", f"oci:{out / 'image'}:1.2.0"]).stdout)
     assert config["architecture"] == "amd64"
-
-
-def _human(size: float) -> str:
-    from ecr_oci.cli.common import human_size
-
-    return human_size(size)
 
 
 def test_ecr_pull_model_only_and_inspect_json(pushed: tuple[str, str, Path], tmp_path: Path) -> None:

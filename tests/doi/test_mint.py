@@ -14,10 +14,12 @@ import jsonschema
 import pytest
 
 from tests.doi.conftest import Pushed, doi_env
-from tests.doi.fake_datacite import SCHEMA_PATH, FakeDataCite
+from tests.doi.datacite_shape import shape_problems
+from tests.doi.fake_datacite import FakeDataCite
 from tests.trust.helpers import INDEX, ecr, get_blob, get_manifest, put_manifest, referrer_tag
 
 DOI_TYPE = "application/vnd.waggle.ecr.doi.v1+json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "annotations-spec" / "v1" / "schemas" / "datacite-4.schema.json"
 RECORD_SCHEMA = SCHEMA_PATH.parent / "doi-record.schema.json"
 
 
@@ -181,8 +183,38 @@ def test_draft_and_landing_template_and_publisher(pushed: Pushed, datacite: Fake
 def test_dry_run_prints_valid_metadata_and_sends_nothing(pushed: Pushed, datacite: FakeDataCite) -> None:
     body = json.loads(mint(pushed, datacite, "--dry-run").stdout)
     schema = json.loads(SCHEMA_PATH.read_text())
-    jsonschema.Draft202012Validator(schema).validate(body["data"]["attributes"])
+    jsonschema.Draft202012Validator(schema).validate(body["data"]["attributes"])  # the published schema
+    assert shape_problems(body["data"]["attributes"]) == []  # and DataCite's documented shape
     assert body["data"]["type"] == "dois" and datacite.requests == []
+
+
+def test_the_fake_refuses_what_datacite_documents_as_invalid(datacite: FakeDataCite) -> None:
+    """The fake's check is DataCite's documentation, so it can refuse what this project sends."""
+    import requests
+
+    good = {"event": "publish", "prefix": datacite.prefix, "creators": [{"name": "Doe, Jane", "nameType": "Personal"}],
+            "titles": [{"title": "t"}], "publisher": "Sage", "publicationYear": 2026,
+            "types": {"resourceTypeGeneral": "Software"}, "url": "https://ecr.example.org/x",
+            "relatedIdentifiers": [{"relatedIdentifier": "https://e.org/s", "relatedIdentifierType": "URL",
+                                    "relationType": "IsDerivedFrom"}]}
+    for change, field in [({"types": {"resourceTypeGeneral": "Bundle"}}, "types.resourceTypeGeneral"),
+                          ({"ecrDigest": "sha256:00"}, "ecrDigest"),
+                          ({"publicationYear": "26"}, "publicationYear"),
+                          ({"url": "ftp://x"}, "url"),
+                          ({"creators": [{"nameType": "Personal"}]}, "creators[0].name"),
+                          ({"relatedIdentifiers": [{"relatedIdentifier": "x", "relatedIdentifierType": "URL",
+                                                    "relationType": "IsBundleOf"}]},
+                           "relatedIdentifiers[0].relationType"),
+                          ({"titles": []}, "titles")]:
+        resp = requests.post(f"{datacite.url}/dois", auth=(datacite.user, datacite.password), timeout=10,
+                             headers={"Content-Type": "application/vnd.api+json"},
+                             data=json.dumps({"data": {"type": "dois", "attributes": {**good, **change}}}))
+        assert resp.status_code == 422, (change, resp.text)
+        assert field in [e["source"] for e in resp.json()["errors"]], (change, resp.text)
+    accepted = requests.post(f"{datacite.url}/dois", auth=(datacite.user, datacite.password), timeout=10,
+                             headers={"Content-Type": "application/vnd.api+json"},
+                             data=json.dumps({"data": {"type": "dois", "attributes": good}}))
+    assert accepted.status_code == 201, accepted.text
 
 
 def test_reserved_doi_in_annotations_is_published_with_put(pushed: Pushed, datacite: FakeDataCite) -> None:

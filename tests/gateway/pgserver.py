@@ -1,7 +1,8 @@
 """A real, throwaway PostgreSQL server for the state store tests (Debian ``postgresql`` package).
 
 PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres``
-system user and its commands run through ``runuser``; its directory is a fresh one in
+system user (``initdb`` runs through ``runuser``, the server is started as that user
+directly so that it dies with the test run); its directory is a fresh one in
 ``/tmp`` (pytest's own temporary directories are closed to other users). Durability
 is switched off: the data is thrown away with the directory.
 """
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import as_user_dying_with_parent, die_with_parent, free_port
 
 # psycopg is imported where used: without it only the PostgreSQL tests fail (with
 # this hint), not the collection of the whole gateway suite.
@@ -71,7 +72,6 @@ class PostgresServer:
         if self.proc.poll() is None:
             pid_file = self.root / "data" / "postmaster.pid"
             with contextlib.suppress(OSError, ValueError, IndexError):
-                # Signal the postmaster itself: runuser in between need not forward it.
                 os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
             try:
                 self.proc.wait(20)
@@ -97,6 +97,7 @@ def start_postgres(timeout: float = 30.0) -> PostgresServer:
     if bin_dir is None:
         raise FileNotFoundError(HINT)
     as_user: list[str] = []
+    preexec = die_with_parent
     root = Path(tempfile.mkdtemp(prefix="ecr-pg-"))
     if os.geteuid() == 0:
         try:
@@ -105,6 +106,9 @@ def start_postgres(timeout: float = 30.0) -> PostgresServer:
             raise FileNotFoundError(HINT + " (no postgres user)") from None
         os.chown(root, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
+        # the server itself runs as postgres with no runuser in between, so the parent-death
+        # signal reaches the postmaster (which then shuts down its backends)
+        preexec = as_user_dying_with_parent(user.pw_uid, user.pw_gid)
     data = root / "data"
     log_path = root / "postgres.log"
     init = subprocess.run(
@@ -119,10 +123,10 @@ def start_postgres(timeout: float = 30.0) -> PostgresServer:
     with open(log_path, "ab") as log:
         # The child writes into the file the postgres user owns through our descriptor.
         proc = subprocess.Popen(
-            [*as_user, str(bin_dir / "postgres"), "-D", str(data), "-k", str(root), "-p", str(port),
+            [str(bin_dir / "postgres"), "-D", str(data), "-k", str(root), "-p", str(port),
              "-h", "127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=200"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=root,
         )
     server = PostgresServer(root=root, port=port, proc=proc)
     deadline = time.monotonic() + timeout

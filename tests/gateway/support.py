@@ -20,7 +20,7 @@ from ecr_oci.gateway.client import GatewayAdmin
 from ecr_oci.oci import canonical_json, descriptor
 from ecr_oci.registry.auth import Credentials
 from ecr_oci.registry.client import MANIFEST_ACCEPT, RegistryClient
-from tests.support import free_port, wait_http
+from tests.support import die_with_parent, free_port, wait_http
 
 ADMIN_PASSWORD = "admin-password-1"
 PASSWORDS = {"alice": "alice-password", "bob": "bob-password", "eve": "eve-password", "carol": "carol-password"}
@@ -53,7 +53,7 @@ class GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from ecr_oci.cli import run; run()", "serve",
              "--data-dir", str(self.data_dir), "--listen", self.host, *self.extra_args],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         wait_http(f"{self.url}/healthz", timeout=30, proc=self.proc)
 

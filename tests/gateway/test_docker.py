@@ -15,6 +15,8 @@ from tests.gateway.support import GatewayProcess, password_of
 from tests.support import start_dockerd
 
 pytestmark = pytest.mark.slow
+# what dockerd says for a repository that is missing or hidden (the two must look alike)
+DOES_NOT_EXIST = "repository does not exist or may require 'docker login'"
 
 
 def test_docker_login_and_pull_through_the_gateway(gw: GatewayProcess, tiny_layout: Path, tmp_path: Path) -> None:
@@ -35,13 +37,12 @@ def test_docker_login_and_pull_through_the_gateway(gw: GatewayProcess, tiny_layo
         arch = engine.docker("image", "inspect", "--format", "{{.Architecture}}",
                              f"{gw.host}/alice/docker-pub:0.1.0").stdout.strip()
         assert arch == "amd64"
-        denied = subprocess.run(["docker", "pull", f"{gw.host}/alice/docker-prot:0.1.0"], capture_output=True,
-                                text=True, env=engine.env, timeout=120)
-        assert denied.returncode != 0
+        denied = engine.try_docker("pull", f"{gw.host}/alice/docker-prot:0.1.0", timeout=120)
+        assert denied.returncode == 1 and DOES_NOT_EXIST in denied.stderr, denied.stderr
         engine.docker("login", "-u", "bob", "--password-stdin", gw.host, input_text=password_of("bob", gw))
-        denied_bob = subprocess.run(["docker", "pull", f"{gw.host}/alice/docker-prot:0.1.0"],
-                                    capture_output=True, text=True, env=engine.env, timeout=120)
-        assert denied_bob.returncode != 0  # bob has no grant on this repository
+        denied_bob = engine.try_docker("pull", f"{gw.host}/alice/docker-prot:0.1.0", timeout=120)
+        # bob has no grant on this repository: to him it does not exist, like to anonymous
+        assert denied_bob.returncode == 1 and DOES_NOT_EXIST in denied_bob.stderr, denied_bob.stderr
         engine.docker("login", "-u", "alice", "--password-stdin", gw.host, input_text=password_of("alice", gw))
         engine.docker("pull", f"{gw.host}/alice/docker-prot:0.1.0")
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from ecr_oci.registry.client import RegistryClient
 from tests.gateway.support import GatewayProcess, password_of
 
 REPO = "alice/gated"
+SPEC_EXAMPLES = Path(__file__).resolve().parents[2] / "annotations-spec" / "v1" / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,61 @@ def refused(client: RegistryClient, doc: Any, tag: str, media_type: str = mt.OCI
     return info.value
 
 
-def test_bundle_passes_and_is_intact(bundle_index: dict[str, Any]) -> None:
+def test_bundle_passes_and_is_intact(gw: GatewayProcess, bundle_index: dict[str, Any]) -> None:
+    """What `ecr push` sent is what the registry serves: same bytes, same digests, all entries there."""
+    scope = f"repository:{REPO}:pull"
+    served = gw.call("bob", "GET", f"/v2/{REPO}/manifests/0.1.0", scope)  # another user than the pusher
+    assert served.status_code == 200
+    assert served.headers["Content-Type"] == mt.OCI_INDEX
+    assert served.headers["Docker-Content-Digest"] == "sha256:" + hashlib.sha256(served.content).hexdigest()
+    assert json.loads(served.content) == bundle_index
     assert bundle_index["artifactType"] == mt.BUNDLE_ARTIFACT_TYPE
+    platforms = sorted(f"{m['platform']['os']}/{m['platform']['architecture']}" for m in bundle_index["manifests"])
+    assert platforms == ["linux/amd64", "linux/arm64", "unknown/unknown"]
+    for entry in bundle_index["manifests"]:
+        child = gw.call("bob", "GET", f"/v2/{REPO}/manifests/{entry['digest']}", scope)
+        assert child.status_code == 200 and len(child.content) == entry["size"]
+        assert "sha256:" + hashlib.sha256(child.content).hexdigest() == entry["digest"]
+        for layer in json.loads(child.content)["layers"]:
+            blob = gw.call("bob", "HEAD", f"/v2/{REPO}/blobs/{layer['digest']}", scope)
+            assert blob.status_code == 200 and int(blob.headers["Content-Length"]) == layer["size"]
+
+
+def test_digest_algorithms(gw: GatewayProcess, bundle_index: dict[str, Any]) -> None:
+    """sha256 and sha512 are the digests a descriptor may carry; anything else is malformed."""
+    doc = copy.deepcopy(bundle_index)
+    doc["manifests"][0]["digest"] = "sha384:" + "a" * 96
+    error = refused(gw.client("alice"), doc, "sha384")
+    assert error.code == "MANIFEST_INVALID"
+    assert "manifests[0].digest: missing or not a sha256/sha512 digest" in str(error)
+    doc["manifests"][0]["digest"] = "sha512:" + "a" * 64  # the length of a sha256
+    assert "missing or not a sha256/sha512 digest" in str(refused(gw.client("alice"), doc, "sha512-short"))
+    # a well-formed sha512 passes the structural check and is refused only as absent
+    doc["manifests"][0]["digest"] = "sha512:" + hashlib.sha512(b"nothing here").hexdigest()
+    error = refused(gw.client("alice"), doc, "sha512")
+    assert error.code == "MANIFEST_BLOB_UNKNOWN" and "manifests[0].digest" in str(error)
+
+
+def test_declared_type_must_match_content_type(gw: GatewayProcess, bundle_index: dict[str, Any]) -> None:
+    doc = copy.deepcopy(bundle_index)  # other bytes than the pushed index, which exists
+    doc["annotations"][mt.OCI_DESCRIPTION] = "relabelled"
+    error = refused(gw.client("alice"), doc, "mislabelled", media_type=mt.OCI_MANIFEST)
+    assert error.code == "MANIFEST_INVALID"
+    assert f"mediaType: {mt.OCI_INDEX!r} does not match Content-Type {mt.OCI_MANIFEST!r}" in str(error)
+
+
+def test_a_bundle_needs_a_runnable_image_and_at_most_one_model(gw: GatewayProcess,
+                                                               bundle_index: dict[str, Any]) -> None:
+    model = next(m for m in bundle_index["manifests"] if m.get("artifactType") == mt.MODEL_ARTIFACT_TYPE)
+    only_model = {**copy.deepcopy(bundle_index), "manifests": [copy.deepcopy(model)]}
+    error = refused(gw.client("alice"), only_model, "model-only")
+    assert error.code == "MANIFEST_INVALID" and "at least one runnable image" in str(error)
+    two_models = copy.deepcopy(bundle_index)
+    two_models["manifests"].append(copy.deepcopy(model))
+    error = refused(gw.client("alice"), two_models, "two-models")
+    assert error.code == "MANIFEST_INVALID" and "more than one model entry" in str(error)
+    empty = {**copy.deepcopy(bundle_index), "manifests": []}
+    assert "at least one image" in str(refused(gw.client("alice"), empty, "empty"))
 
 
 def test_invalid_annotations(gw: GatewayProcess, bundle_index: dict[str, Any]) -> None:
@@ -126,6 +181,27 @@ def test_profile_referrer_checked_against_schema(gw: GatewayProcess, bundle_inde
     with pytest.raises(RegistryError) as info:
         attach(client, REPO, subject, mt.PROFILE_ARTIFACT_TYPE, [Layer(mt.PROFILE_SUMMARY_LAYER, bad)])
     assert info.value.code == "MANIFEST_INVALID" and "profile" in str(info.value)
+
+
+def test_profile_must_describe_its_subject(gw: GatewayProcess, bundle_index: dict[str, Any]) -> None:
+    """A schema-valid profile (the spec's own example) whose bundle is not the subject is refused."""
+    from ecr_oci.registry.referrers import Layer, attach
+
+    client = gw.client("alice")
+    digest = client.head_manifest(REPO, "0.1.0")
+    assert digest
+    subject = {"mediaType": mt.OCI_INDEX, "digest": digest, "size": len(canonical_json(bundle_index))}
+    example = json.loads((SPEC_EXAMPLES / "profile-node.json").read_text())
+    assert example["bundle"] != digest
+    with pytest.raises(RegistryError) as info:
+        attach(client, REPO, subject, mt.PROFILE_ARTIFACT_TYPE,
+               [Layer(mt.PROFILE_SUMMARY_LAYER, json.dumps(example).encode())])
+    assert info.value.code == "MANIFEST_INVALID"
+    assert "profile: bundle: does not match the artifact's subject digest" in str(info.value)
+    # the same profile about this bundle is accepted
+    example["bundle"] = digest
+    attach(client, REPO, subject, mt.PROFILE_ARTIFACT_TYPE,
+           [Layer(mt.PROFILE_SUMMARY_LAYER, json.dumps(example).encode())])
 
 
 def test_digest_reference_must_match(gw: GatewayProcess) -> None:

@@ -3,8 +3,6 @@ fake workload with known latencies, and a real Prometheus server process."""
 
 from __future__ import annotations
 
-import ctypes
-import signal
 import socket
 import subprocess
 import threading
@@ -20,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from ecr_oci.profile import Hardware, ProfileContext, ProfileResult, Workload
 from ecr_oci.profile.summary import Stage
+from tests.support import die_with_parent
 
 BUNDLE = "sha256:" + "ab" * 32
 OTHER_BUNDLE = "sha256:" + "cd" * 32
@@ -137,11 +136,6 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: Prometheus gets SIGTERM if the test process dies without cleanup.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
-
 class PrometheusServer:
     """A real Prometheus process scraping *targets* every second, with a `node` target label."""
 
@@ -171,7 +165,7 @@ class PrometheusServer:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         try:
             self._wait_ready()

@@ -123,9 +123,21 @@ def test_profiles_visible_in_referrers_list_show_and_inspect(setup: Setup) -> No
 def test_attach_with_prometheus_down_is_one_clear_error(setup: Setup) -> None:
     proc = subprocess.run(["ecr", "profile", "attach", setup.ref, "--prometheus", "http://127.0.0.1:9",
                            "--node", NODE], capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
+    assert proc.returncode == 11, proc.stderr  # documented: 11 Prometheus error
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert "127.0.0.1:9" in proc.stderr
+    assert proc.stderr.startswith("error: ") and "127.0.0.1:9" in proc.stderr
+
+
+def test_attach_for_a_node_without_data_is_a_profile_error(setup: Setup) -> None:
+    """Prometheus answers, but holds nothing of this bundle on that node: exit 10, profile error."""
+    proc = subprocess.run(["ecr", "profile", "attach", setup.ref, "--prometheus", setup.prometheus.url,
+                           "--node", "W9Z9", "--since", "1m"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 10, proc.stderr  # documented: 10 profile error
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("error: ") and "ecr_inference_seconds" in proc.stderr
+    client = RegistryClient(setup.ref.split("/")[0])
+    assert "W9Z9" not in {p.summary.node for p in list_profiles(client, fetch_bundle(client,
+                                                                                    parse_reference(setup.ref)))}
 
 
 def test_profile_list_plots_latency_per_node(setup: Setup, tmp_path: Path) -> None:

@@ -3,11 +3,15 @@ twice for the same window, and survives Prometheus going away and coming back.""
 
 from __future__ import annotations
 
+import logging
 import math
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from ecr_oci.bundle.remote import fetch_bundle
 from ecr_oci.profile import PrometheusClient
@@ -98,14 +102,31 @@ def test_collector_two_nodes_no_duplicates_survives_prometheus_outage(
             exporter.stop()
 
 
-def test_collector_background_thread_stops_cleanly(registry: Registry) -> None:
+def test_collector_background_thread_runs_cycles_and_stops_promptly(
+        registry: Registry, caplog: pytest.LogCaptureFixture) -> None:
     client = RegistryClient(registry.host)
     collector = Collector(PrometheusClient("http://127.0.0.1:9"), client, CatalogLocator(client),
                           interval=timedelta(seconds=1))
+    caplog.set_level(logging.WARNING, logger="ecr.collector")
+    before = {t.ident for t in threading.enumerate()}
     collector.start()
-    time.sleep(1.5)
+    started = [t for t in threading.enumerate() if t.ident not in before]
+    assert [t.name for t in started] == ["ecr-collector"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _cycle_logs(caplog):
+        time.sleep(0.1)
+    # at least one cycle ran: Prometheus (port 9, nothing there) was tried and the failure logged
+    assert _cycle_logs(caplog), "no collector cycle ran within 10 s"
+    stopping = time.monotonic()
     collector.stop()
-    assert collector._thread is None
+    assert time.monotonic() - stopping < 2.0  # woken at once, not at the next window
+    assert not started[0].is_alive()
+    collector.stop()  # a second stop is harmless
+
+
+def _cycle_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith("collector:") and "retrying next cycle" in r.getMessage()]
 
 
 def test_catalog_locator_skips_repositories_without_tags(registry: Registry, tiny_layout: Path,

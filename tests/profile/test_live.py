@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from ecr_oci.profile import (
@@ -47,6 +50,8 @@ from tests.profile.support import (
     free_port,
     make_context,
 )
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "annotations-spec" / "v1" / "schemas"
 
 
 def _served_rate(served: list[Served]) -> float:
@@ -98,7 +103,18 @@ def test_scrape_path_matches_driven_workload(live: Live) -> None:
 def test_scrape_layers_are_valid_and_replayable(live: Live) -> None:
     result = live.scraped
     document = result.summary_layer()
-    assert document == result.summary.to_json()
+    # Checked without the library's helpers: the published schema through jsonschema itself,
+    # the canonical form by hand, and the measured values the layer must carry.
+    parsed = json.loads(document)
+    schema = json.loads((SCHEMAS / "profile.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+                                    ).validate(parsed)
+    assert document == json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert parsed["bundle"] == BUNDLE and parsed["node"] == NODE
+    latency = result.summary.metrics.latency_seconds
+    assert abs(parsed["metrics"]["latency_seconds"]["p95"] - TRUE_P95) <= BUCKET_WIDTH
+    assert parsed["metrics"]["latency_seconds"]["p95"] == latency.p95
+    assert parsed["source"]["scrape_count"] == result.summary.source.scrape_count  # type: ignore[union-attr]
     series = decode_series(result.series_layer())
     assert isinstance(result.summary.source, ScrapeSource)
     assert all(len(s.points) == result.summary.source.scrape_count for s in series if s.name.startswith("ecr_"))

@@ -9,9 +9,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
+import requests
 
 from ecr_oci.profile import PrometheusClient, PrometheusError, PrometheusQueryError, PrometheusUnavailableError
 from ecr_oci.profile.promql import ProfileQueries, duration, matchers, running
+from tests.profile.support import PrometheusServer
 
 BUNDLE = "sha256:" + "ab" * 32
 AT = datetime(2025, 1, 1, tzinfo=UTC)
@@ -52,7 +54,6 @@ ANSWERS: dict[str, tuple[int, str, bytes]] = {
     "/html500/api/v1/query": (500, "text/html", b"<h1>proxy error</h1>"),
     "/html200/api/v1/query": (200, "text/html", b"<h1>hello</h1>"),
     "/overload/api/v1/query": (503, JSON, b'{"status":"error","errorType":"timeout","error":"query timed out"}'),
-    "/matrix/api/v1/query": (200, JSON, b'{"status":"success","data":{"resultType":"matrix","result":[]}}'),
     "/nodata/api/v1/query": (200, JSON, b'{"status":"success"}'),
 }
 
@@ -89,13 +90,47 @@ def canned() -> Iterator[str]:
         ("/html500", PrometheusUnavailableError, "answered HTTP 500"),
         ("/html200", PrometheusError, "is not a Prometheus API"),
         ("/overload", PrometheusQueryError, "timeout: query timed out"),
-        ("/matrix", PrometheusError, "expected an instant vector"),
         ("/nodata", PrometheusError, "without data"),
     ],
 )
 def test_bad_answers_are_clear_errors(canned: str, prefix: str, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         PrometheusClient(canned + prefix, timeout=2).query_vector("up", AT)
+
+
+@pytest.fixture(scope="module")
+def real_prometheus(prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus with nothing to scrape: its query parser and answer shapes are real."""
+    server = PrometheusServer(tmp_path_factory.mktemp("promql"), [])
+    yield server.url
+    server.stop()
+
+
+def test_every_generated_query_parses_in_a_real_prometheus(real_prometheus: str) -> None:
+    """The exact strings above are what this code writes; Prometheus' own parser is the
+    independent judge that they are PromQL (an empty answer is fine, an error is not)."""
+    q = ProfileQueries(BUNDLE, 'we"ird\\node', 300)
+    instant = [q.histogram_quantile(0.95), q.summary_quantile(0.5), q.rate("ecr_frames_total"), q.cpu_cores(),
+               running(3600)]
+    for promql in instant:
+        answer = requests.get(f"{real_prometheus}/api/v1/query", params={"query": promql, "time": AT.timestamp()},
+                              timeout=10).json()
+        assert answer["status"] == "success", (promql, answer)
+        assert answer["data"]["resultType"] == "vector"
+    raw = requests.get(f"{real_prometheus}/api/v1/query", params={"query": q.raw("ecr_errors_total")},
+                       timeout=10).json()
+    assert raw["status"] == "success" and raw["data"]["resultType"] == "matrix"
+    for selector in q.series_selectors():
+        series = requests.get(f"{real_prometheus}/api/v1/series", params={"match[]": selector}, timeout=10).json()
+        assert series["status"] == "success", (selector, series)
+
+
+def test_a_range_answer_where_an_instant_vector_is_expected(real_prometheus: str) -> None:
+    """What a real Prometheus answers to a range selector on /api/v1/query is a matrix."""
+    with pytest.raises(PrometheusError, match="expected an instant vector"):
+        PrometheusClient(real_prometheus, timeout=5).query_vector("vector(1)[1m:10s]", AT)
+    with pytest.raises(PrometheusQueryError, match="bad_data"):
+        PrometheusClient(real_prometheus, timeout=5).query_vector("sum(", AT)
 
 
 def test_timeout_is_unavailable() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from ecr_oci.errors import SignatureError
 from ecr_oci.trust.keys import write_key_pair
 from tests.conftest import BASE_METADATA, write_bundle
 from tests.support import Registry
@@ -153,15 +154,23 @@ def test_schema_rejects_malformed_statements() -> None:
     }
     schema_validator().validate(good)
     validate_statement(good)
-    for path, value in [(("subject",), []), (("_type",), "https://in-toto.io/Statement/v0.1"),
-                        (("predicate", "runDetails"), {"builder": {}})]:
+    for path, value, field in [(("subject",), [], "subject"),
+                               (("_type",), "https://in-toto.io/Statement/v0.1", "_type"),
+                               (("predicate", "runDetails"), {"builder": {}}, "predicate.runDetails.builder.id"),
+                               (("subject", 0, "digest"), {"sha256": "E" * 64}, "subject[0].digest.sha256"),
+                               (("predicateType",), 7, "predicateType")]:
         bad = copy.deepcopy(good)
-        target = bad
+        target: Any = bad
         for part in path[:-1]:
             target = target[part]
         target[path[-1]] = value
         with pytest.raises(jsonschema.ValidationError):
             schema_validator().validate(bad)
+        # and the library's own check refuses it too, naming the field (exit code 9 in the CLI)
+        with pytest.raises(SignatureError, match="provenance statement invalid") as info:
+            validate_statement(bad)
+        assert str(info.value).startswith(f"provenance statement invalid: {field}: "), str(info.value)
+        assert info.value.exit_code == 9
 
 
 def test_verify_with_provenance(registry: Registry, attested: tuple[str, str], keypair: tuple[Path, Path],

@@ -329,3 +329,92 @@ def test_signing_a_digest_reference(
     ecr("verify", f"{registry.host}/{repo}:1.0.0", "--key", str(keypair[1]))
     missing = ecr("verify", f"{registry.host}/{repo}:9.9.9", "--key", str(keypair[1]), check=False)
     assert missing.returncode == 6
+
+
+class _RepointingProxy:
+    """An HTTP proxy in front of the registry that re-points a tag the moment a client has
+    fetched a signature (a ``sha256-<hex>...`` manifest): the race a moving tag can win
+    between verification and download. Everything else is forwarded unchanged."""
+
+    def __init__(self, upstream: str, repo: str, tag: str, new_manifest: bytes, media_type: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import requests
+
+        proxy = self
+        self.seen: list[str] = []
+        self.moved_at: int | None = None
+        self.armed = False  # re-point only once armed (signing reads signature tags too)
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                resp = requests.request(self.command, upstream + self.path, headers=headers, data=body,
+                                        allow_redirects=False, timeout=60)
+                with lock:
+                    proxy.seen.append(f"{self.command} {self.path}")
+                    signature_read = f"/v2/{repo}/manifests/sha256-" in self.path and self.command == "GET"
+                    if signature_read and proxy.armed and proxy.moved_at is None:
+                        moved = requests.put(f"{upstream}/v2/{repo}/manifests/{tag}", data=new_manifest,
+                                             headers={"Content-Type": media_type}, timeout=10)
+                        assert moved.status_code == 201, moved.text
+                        proxy.moved_at = len(proxy.seen)
+                self.send_response(resp.status_code)
+                for key, value in resp.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(resp.content)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def test_require_signature_pulls_the_verified_digest_when_the_tag_moves_meanwhile(
+    registry: Registry, tiny_layout: Path, tmp_path: Path, keypair: tuple[Path, Path]
+) -> None:
+    repo = "alice/racing"
+    signed_weights, moved_weights = b"\x11" * 4096, b"\x22" * 4096
+    signed = push(registry, tmp_path / "a", tiny_layout, f"{repo}:1.0.0", weights=signed_weights)
+    moved = push(registry, tmp_path / "b", tiny_layout, f"{repo}:moved", weights=moved_weights)
+    moved_manifest, moved_doc = get_manifest(registry.url, repo, moved)
+    proxy = _RepointingProxy(registry.url, repo, "1.0.0", moved_manifest, moved_doc["mediaType"])
+    out = tmp_path / "out"
+    try:
+        # signed under the name the client uses (the payload names the repository with its host)
+        ecr("sign", "--native", f"{proxy.host}/{repo}:1.0.0", "--key", str(keypair[0]))
+        proxy.armed = True
+        proxy.seen.clear()
+        pulled = ecr("pull", "--quiet", "--model-only", "--require-signature", str(keypair[1]), "-o", str(out),
+                     f"{proxy.host}/{repo}:1.0.0", check=False)
+    finally:
+        proxy.stop()
+    assert proxy.moved_at is not None, f"the signature was never read:\n{proxy.seen}"
+    assert get_manifest(registry.url, repo, "1.0.0")[0] == moved_manifest  # the tag did move mid-pull
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.strip() == f"{proxy.host}/{repo}@{signed}"
+    assert (out / "model" / "weights.bin").read_bytes() == signed_weights
+    # after verification nothing was asked for by tag any more: only by the verified digest
+    after = proxy.seen[proxy.moved_at:]
+    assert not [line for line in after if line.endswith("/manifests/1.0.0")], after
+    assert any(f"/manifests/{signed}" in line for line in after), after
