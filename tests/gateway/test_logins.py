@@ -25,7 +25,8 @@ def run(cmd: list[str], stdin: str | None = None,
 @pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo not installed")
 def test_skopeo_login_then_inspect(gw: GatewayProcess) -> None:
     bad = run(["skopeo", "login", "--tls-verify=false", "-u", "bob", "--password-stdin", gw.host], stdin="nope\n")
-    assert bad.returncode != 0
+    assert bad.returncode == 1 and "invalid username/password" in bad.stderr, bad.stderr
+    assert json.loads((Path(os.environ["REGISTRY_AUTH_FILE"])).read_text())["auths"] == {}  # nothing stored
     ok = run(["skopeo", "login", "--tls-verify=false", "-u", "bob", "--password-stdin", gw.host],
              stdin=password_of("bob", gw) + "\n")
     assert ok.returncode == 0, ok.stderr
@@ -56,7 +57,13 @@ def test_podman_login_and_pull(gw: GatewayProcess, tmp_path: Path, tiny_layout: 
         assert relogin.returncode == 0, relogin.stderr
         denied = run([*PODMAN, *storage, "pull", "--arch", "amd64", "--tls-verify=false",
                       f"{gw.host}/alice/podman-prot:1.0.0"])
-        assert denied.returncode != 0
+        ghost = run([*PODMAN, *storage, "pull", "--arch", "amd64", "--tls-verify=false",
+                     f"{gw.host}/alice/podman-none:1.0.0"])
+        # eve is told what a missing repository tells: same exit code, same reason
+        assert denied.returncode == ghost.returncode == 125, denied.stderr
+        assert "unauthorized" in denied.stderr.lower() or "denied" in denied.stderr.lower(), denied.stderr
+        assert denied.stderr.replace("podman-prot", "X").splitlines()[-1] == \
+            ghost.stderr.replace("podman-none", "X").splitlines()[-1]
     finally:
         shutil.rmtree(runroot, ignore_errors=True)
 

@@ -36,7 +36,12 @@ def test_approval_is_countersigned_and_nodes_can_require_it(gw: GatewayProcess, 
 
     # before approval: nothing for the node to verify (or even see)
     before = ecr(gw, "node-ok", "pull", "--require-signature", str(key), ref, "-o", str(tmp_path / "x"))
-    assert before.returncode != 0
+    # exit 7 (access denied), exactly as for a repository that does not exist
+    ghost = ecr(gw, "node-ok", "pull", "--require-signature", str(key), ref.replace("countersigned", "nothing-here"),
+                "-o", str(tmp_path / "y"))
+    assert before.returncode == ghost.returncode == 7, before.stderr
+    assert before.stderr == ghost.stderr and "access denied" in before.stderr
+    assert not (tmp_path / "x").exists()
     approved = ecr(gw, "admin", "stage", "set", ref, "approved", "--deployment", "matrix")
     assert approved.returncode == 0, approved.stderr
 
@@ -48,7 +53,7 @@ def test_approval_is_countersigned_and_nodes_can_require_it(gw: GatewayProcess, 
     assert (tmp_path / "out" / "model" / "weights.bin").exists()
     # a node of another deployment still sees nothing
     other = ecr(gw, "node-no", "verify", ref, "--key", str(key))
-    assert other.returncode != 0 and "countersigned" not in other.stderr.replace(ref, "")
+    assert other.returncode == 7 and "countersigned" not in other.stderr.replace(ref, ""), other.stderr
 
 
 def test_collector_in_serve_attaches_node_profiles(tmp_path: Path, tiny_layout: Path) -> None:
@@ -168,7 +173,12 @@ def test_profiles_of_a_protected_bundle_are_protected(gw: GatewayProcess, tiny_l
         if outsider:
             env |= {"ECR_USERNAME": outsider, "ECR_PASSWORD": password_of(outsider, gw)}
         denied = subprocess.run(["ecr", "profile", "list", ref], capture_output=True, text=True, env=env, timeout=60)
-        assert denied.returncode != 0 and "vw-owl" not in denied.stdout + denied.stderr
+        ghost = subprocess.run(["ecr", "profile", "list", ref.replace("secret-owl", "no-such-owl")],
+                               capture_output=True, text=True, env=env, timeout=60)
+        # exit 7, word for word what a repository that does not exist gives
+        assert denied.returncode == ghost.returncode == 7, (outsider, denied.stderr)
+        assert denied.stderr == ghost.stderr, (denied.stderr, ghost.stderr)
+        assert "vw-owl" not in denied.stdout + denied.stderr
         referrers = requests.get(f"{gw.url}/v2/alice/secret-owl/referrers/{digest}", timeout=10)
         assert referrers.status_code == 401 and "secret-owl" not in referrers.text
 
