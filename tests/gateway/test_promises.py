@@ -153,42 +153,54 @@ def test_token_endpoint_get_and_post_password_grant(gw: GatewayProcess, repo: st
     assert wrong.status_code == 401 and wrong.json()["errors"][0]["code"] == "UNAUTHORIZED"
 
 
-def test_forwarded_headers_set_realm_and_locations(gw: GatewayProcess, repo: str) -> None:
-    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "ecr.example.org"}
-    challenge = requests.get(f"{gw.url}/v2/", headers=forwarded, timeout=10)
-    assert challenge.status_code == 401
-    assert 'realm="https://ecr.example.org/auth/token"' in challenge.headers["WWW-Authenticate"]
-    token = gw.token("alice", f"repository:{repo}:pull,push")["token"]
-    started = bearer(gw, token, "POST", f"/v2/{repo}/blobs/uploads/", headers=forwarded)
-    assert started.status_code == 202
-    assert started.headers["Location"].startswith(f"https://ecr.example.org/v2/{repo}/blobs/uploads/")
-
-
-def test_public_url_and_default_visibility(tmp_path: Path, tiny_layout: Path) -> None:
-    """A gateway started with --public-url ignores forwarded headers for its realm, and
-    repositories created by a first push get --default-visibility."""
-    gateway = GatewayProcess(tmp_path / "data")
-    # reachable, and not the address the requests below use (127.0.0.1): where realms come from shows
-    public = f"http://localhost:{gateway.port}"
-    gateway.extra_args = ["--public-url", public, "--default-visibility", "protected"]
+def test_forwarded_headers_from_a_trusted_proxy_and_default_visibility(tmp_path: Path) -> None:
+    """deploy/README.md: behind a proxy named with --trusted-proxy, realms and Locations follow its
+    X-Forwarded-Proto/Host; repositories created by a first push get --default-visibility."""
+    gateway = GatewayProcess(tmp_path / "data", extra_args=[
+        "--trusted-proxy", "127.0.0.1", "--default-visibility", "protected"])
     gateway.start()
     try:
         gateway.admin().add_user("alice", PASSWORDS["alice"])
         gateway.admin().add_user("eve", PASSWORDS["eve"])
-        challenge = requests.get(f"{gateway.url}/v2/", timeout=10,
-                                 headers={"X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.example.org"})
-        assert f'realm="{public}/auth/token"' in challenge.headers["WWW-Authenticate"]
+        forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "ecr.example.org"}
+        challenge = requests.get(f"{gateway.url}/v2/", headers=forwarded, timeout=10)
+        assert challenge.status_code == 401
+        assert 'realm="https://ecr.example.org/auth/token"' in challenge.headers["WWW-Authenticate"]
         token = gateway.token("alice", "repository:alice/fresh:pull,push")["token"]
-        started = bearer(gateway, token, "POST", "/v2/alice/fresh/blobs/uploads/")
-        assert started.headers["Location"].startswith(f"{public}/v2/alice/fresh/blobs/uploads/")
+        started = bearer(gateway, token, "POST", "/v2/alice/fresh/blobs/uploads/", headers=forwarded)
+        assert started.status_code == 202
+        assert started.headers["Location"].startswith("https://ecr.example.org/v2/alice/fresh/blobs/uploads/")
+
         push_image(gateway.client("alice"), "alice/fresh", "1.0.0", payload=b"fresh")
-        for caller in (None, "eve"):
+        for caller in (None, "eve"):  # protected by default: invisible to them
             tags = gateway.call(caller, "GET", "/v2/alice/fresh/tags/list", "repository:alice/fresh:pull")
             assert tags.status_code == 401, caller
         assert gateway.client("alice").tags("alice/fresh") == ["1.0.0"]
     finally:
         gateway.stop()
 
+
+def test_public_url_wins_over_forwarded_headers(tmp_path: Path) -> None:
+    """A gateway started with --public-url puts that address in realms and Locations, whatever
+    a (trusted) proxy forwards."""
+    gateway = GatewayProcess(tmp_path / "data")
+    # reachable, and not the address the requests below use (127.0.0.1): where realms come from shows
+    public = f"http://localhost:{gateway.port}"
+    gateway.extra_args = ["--public-url", public, "--trusted-proxy", "127.0.0.1"]
+    gateway.start()
+    try:
+        gateway.admin().add_user("alice", PASSWORDS["alice"])
+        forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "elsewhere.example.org"}
+        challenge = requests.get(f"{gateway.url}/v2/", timeout=10, headers=forwarded)
+        assert f'realm="{public}/auth/token"' in challenge.headers["WWW-Authenticate"]
+        token = gateway.token("alice", "repository:alice/fresh:pull,push")["token"]
+        started = bearer(gateway, token, "POST", "/v2/alice/fresh/blobs/uploads/", headers=forwarded)
+        assert started.headers["Location"].startswith(f"{public}/v2/alice/fresh/blobs/uploads/")
+        # and clients following the realm get their tokens there
+        digest, _ = push_image(gateway.client("alice"), "alice/fresh", "1.0.0", payload=b"fresh")
+        assert gateway.client(None).head_manifest("alice/fresh", "1.0.0") == digest
+    finally:
+        gateway.stop()
 
 
 def test_audit_log_records_every_write_and_denial(gw: GatewayProcess, repo: str) -> None:
@@ -218,7 +230,7 @@ def test_audit_log_records_every_write_and_denial(gw: GatewayProcess, repo: str)
         fh.seek(start)
         entries = [json.loads(line) for line in fh.read().decode().splitlines()]
     assert all({"ts", "event", "actor", "decision"} <= set(e) for e in entries)
-    assert all(e["decision"] in ("allow", "deny", "error") for e in entries)
+    assert all(e["decision"] in ("allow", "deny", "challenge", "error") for e in entries), {e["decision"] for e in entries}
 
     def seen(event: str, decision: str, **fields: object) -> bool:
         return any(e["event"] == event and e["decision"] == decision
