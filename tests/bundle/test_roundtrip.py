@@ -73,16 +73,18 @@ def test_podman_pulls_amd64_and_runs_plugin(pushed: tuple[str, str, Path], tmp_p
     ref, _, root = pushed
     runroot = tempfile.mkdtemp(prefix="ecr-pm-", dir="/tmp")  # podman wants a runroot under 50 chars
     storage = ["--root", str(tmp_path / "root"), "--runroot", runroot]
-    run([*PODMAN, *storage, "pull", "--tls-verify=false", ref])
-    arch = run([*PODMAN, *storage, "image", "inspect", "--format", "{{.Architecture}}", ref]).stdout.strip()
-    assert arch == "amd64"
-    out = run([*PODMAN, *storage, "--runtime", "runc", "run", "--rm", "--network", "none",
-               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-               "-e", "FRAMES=3", "-v", f"{root / 'model'}:/app/model:ro", ref]).stdout
-    assert "frame=0 label=" in out
-    assert "summary frames=3" in out
-    run([*PODMAN, *storage, "rmi", "-a", "-f"])
-    shutil.rmtree(runroot, ignore_errors=True)
+    try:
+        run([*PODMAN, *storage, "pull", "--tls-verify=false", ref])
+        arch = run([*PODMAN, *storage, "image", "inspect", "--format", "{{.Architecture}}", ref]).stdout.strip()
+        assert arch == "amd64"
+        out = run([*PODMAN, *storage, "--runtime", "runc", "run", "--rm", "--network", "none",
+                   "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                   "-e", "FRAMES=3", "-v", f"{root / 'model'}:/app/model:ro", ref]).stdout
+        assert "frame=0 label=" in out
+        assert "summary frames=3" in out
+    finally:
+        subprocess.run([*PODMAN, *storage, "rmi", "-a", "-f"], capture_output=True, check=False)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 def test_oras_pulls_model_file_byte_identical(pushed: tuple[str, str, Path], tmp_path: Path) -> None:
