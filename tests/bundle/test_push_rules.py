@@ -209,3 +209,42 @@ def test_arm64_and_arm64_v8_are_one_platform(tmp_path: Path, tiny_layout: Path) 
     root = write_bundle(tmp_path / "b", tiny_layout, meta)
     proc = ecr("validate", str(root))
     assert proc.returncode == 3 and "images[1].platform: platform linux/arm64/v8 listed twice" in proc.stderr
+
+
+def _on_a_terminal(*args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    """Run ``ecr ARGS`` with a pseudo-terminal as stdout/stderr (util-linux `script`)."""
+    import shlex
+
+    command = f"stty cols {columns}; ecr {' '.join(shlex.quote(a) for a in args)}"
+    return subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_progress_bars_only_for_blobs_over_4_mib_and_never_with_quiet(registry: Registry, tmp_path: Path,
+                                                                       tiny_layout: Path) -> None:
+    """README: bars on a terminal for blobs over 4 MiB; `--quiet` turns them off."""
+    import os
+    import re
+
+    big = os.urandom(5 << 20)  # 5 MiB: one bar; labels.txt and the tiny images: none
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="progress"), weights=big)
+    ref = f"{registry.host}/progress/tiny:0.1.0"
+    pushed = _on_a_terminal("push", str(root), ref)
+    assert pushed.returncode == 0, pushed.stdout
+    bars = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", pushed.stdout).splitlines() if "━" in line]
+    assert bars, pushed.stdout
+    # one bar (redrawn as it advances), for the one blob over 4 MiB, ending complete
+    assert {line.split("━")[0].strip() for line in bars} == {"push model/weights.bin"}, bars
+    assert "5.2/5.2 MB" in bars[-1], bars
+    out = tmp_path / "out"
+    pulled = _on_a_terminal("pull", "--model-only", ref, "-o", str(out))
+    assert pulled.returncode == 0, pulled.stdout
+    pulled_bars = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", pulled.stdout).splitlines() if "━" in line]
+    assert pulled_bars and {line.split("━")[0].strip() for line in pulled_bars} == {"pull model/weights.bin"}, \
+        pulled_bars
+    quiet = _on_a_terminal("pull", "--quiet", "--model-only", ref, "-o", str(tmp_path / "quiet"))
+    assert quiet.returncode == 0, quiet.stdout
+    assert "━" not in quiet.stdout and (tmp_path / "quiet" / "model" / "weights.bin").read_bytes() == big
+    # and off a terminal there are none either (the summary line only)
+    piped = ecr("pull", "--model-only", ref, "-o", str(tmp_path / "piped"))
+    assert piped.returncode == 0 and "━" not in piped.stderr
