@@ -69,6 +69,7 @@ ECR_INPUTS = ECR_PREFIX + "inputs"
 ECR_OUTPUTS = ECR_PREFIX + "outputs"
 ECR_KEYWORDS = ECR_PREFIX + "keywords"
 ECR_SCIENCE = ECR_PREFIX + "science"
+ECR_MODEL_PATH = ECR_PREFIX + "model.path"  # where the image expects its model (default /app/model)
 ECR_SOURCE_DIRECTORY = ECR_PREFIX + "source.directory"
 ECR_SOURCE_DOCKERFILE = ECR_PREFIX + "source.dockerfile"
 ECR_BUILD_TOOLCHAIN = ECR_PREFIX + "build.toolchain"

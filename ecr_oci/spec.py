@@ -32,6 +32,8 @@ _PATTERN_WORDS = {
     "platform": "is not an os/arch[/variant] platform (e.g. linux/arm64)",
     "from": "is not an image source (oci:PATH[:TAG], oci-archive:PATH, docker-archive:PATH, docker://HOST/REPO:TAG)",
     "model": "must be a relative path inside the bundle directory",
+    "model_path": "must be an absolute path without . or .. parts (e.g. /app/model)",
+    "org.waggle.ecr.model.path": "must be an absolute path without . or .. parts (e.g. /app/model)",
     "training_data": "must be a relative path inside the bundle directory",
     "source_archive": "must be a relative path inside the bundle directory",
     "authors": "must name one author per entry (no commas)",

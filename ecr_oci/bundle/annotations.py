@@ -36,6 +36,7 @@ def annotations_for(data: dict[str, Any]) -> dict[str, str]:
         mt.OCI_DOCUMENTATION: data.get("documentation"),
         mt.ECR_SCIENCE: data.get("science"),
         mt.ECR_DOI: data.get("doi"),
+        mt.ECR_MODEL_PATH: data.get("model_path"),
     }
     source = data.get("source") or {}
     simple |= {

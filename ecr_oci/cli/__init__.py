@@ -8,6 +8,7 @@ import ecr_oci.cli.admin as admin  # gateway management: ecr admin | repo | stag
 import ecr_oci.cli.serve as serve  # the gateway: ecr serve
 from ecr_oci import __version__
 from ecr_oci.cli import bundle, profile, registry
+from ecr_oci.cli import deploy as deploy_cli
 from ecr_oci.cli import doi as doi_cli
 from ecr_oci.cli import trust as trust_cli
 from ecr_oci.cli.common import EXIT_CODES_HELP
@@ -38,6 +39,7 @@ app.add_typer(trust_cli.provenance_app, name="provenance")
 app.add_typer(profile.app, name="profile")
 app.command()(profile.run)
 app.add_typer(doi_cli.app, name="doi")
+app.add_typer(deploy_cli.app, name="deploy")
 
 
 def _version(value: bool) -> None:

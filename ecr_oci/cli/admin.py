@@ -67,16 +67,62 @@ def user_token(
     out.print(_client(server, insecure).add_token(name, label))
 
 
+Platform = Annotated[str | None, typer.Option("--platform", help="OCI platform, e.g. linux/arm64.")]
+Accelerator = Annotated[str | None, typer.Option("--accelerator", help="e.g. nvidia-jetson-xavier-nx.")]
+Memory = Annotated[str | None, typer.Option("--memory", help="Memory for plugins, e.g. 8Gi.")]
+Cpu = Annotated[str | None, typer.Option("--cpu", help="CPUs for plugins, e.g. 6.")]
+Sensor = Annotated[list[str] | None, typer.Option("--sensor", help="Attached sensor, e.g. camera (repeatable).")]
+
+
+def _facts(platform: str | None, accelerator: str | None, memory: str | None, cpu: str | None,
+           sensors: list[str] | None) -> dict[str, object] | None:
+    """Node facts from options, validated (None when no option was given)."""
+    from ecr_oci.deploy.facts import validate_facts
+
+    given = {"platform": platform, "accelerator": accelerator, "memory": memory, "cpu": cpu, "sensors": sensors}
+    facts = {k: v for k, v in given.items() if v}
+    return validate_facts(facts) if facts else None
+
+
 @node_app.command("add")
 @handle_errors
 def node_add(
     name: Annotated[str, typer.Argument(help="Node name, e.g. its VSN W0A1.")],
     deployment: Annotated[list[str], typer.Option("--deployment", help="Deployment the node belongs to.")],
+    platform: Platform = None,
+    accelerator: Accelerator = None,
+    memory: Memory = None,
+    cpu: Cpu = None,
+    sensor: Sensor = None,
     server: Server = None,
     insecure: Insecure = False,
 ) -> None:
-    """Register a node; prints its credential (username = node name)."""
-    out.print(_client(server, insecure).add_node(name, deployment))
+    """Register a node (with its hardware facts); prints its credential (username = node name)."""
+    facts = _facts(platform, accelerator, memory, cpu, sensor)  # checked before anything is created
+    client = _client(server, insecure)
+    credential = client.add_node(name, deployment)
+    if facts:
+        client.set_node_facts(name, facts)
+    out.print(credential)
+
+
+@node_app.command("facts")
+@handle_errors
+def node_facts(
+    name: Annotated[str, typer.Argument(help="Node name.")],
+    platform: Platform = None,
+    accelerator: Accelerator = None,
+    memory: Memory = None,
+    cpu: Cpu = None,
+    sensor: Sensor = None,
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Show a node's facts (JSON), or replace them when options are given (admin or the node itself)."""
+    facts = _facts(platform, accelerator, memory, cpu, sensor)
+    client = _client(server, insecure)
+    answer = client.set_node_facts(name, facts) if facts else client.node_facts(name)
+    out.print(json.dumps(answer, indent=2), markup=False)
 
 
 @admin_app.command("reindex")

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecr_oci.gateway import api, bundle_index, web
+from ecr_oci.gateway import api, bundle_index, feed, nodes, web
 from ecr_oci.gateway.core import ISSUER, Gateway, GatewayConfig
 from ecr_oci.gateway.proxy import v2
 from ecr_oci.gateway.state import Visibility
@@ -55,6 +55,8 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/metrics", _metrics),
             Route("/healthz", _health),
             *api.routes,
+            *nodes.routes,
+            *feed.routes,
             *web.routes,
         ],
         lifespan=lifespan,

@@ -82,3 +82,13 @@ class GatewayAdmin:
     def search(self, **params: str) -> dict[str, Any]:
         query = "&".join(f"{k}={quote(v)}" for k, v in params.items() if v)
         return self._call("GET", "/api/v1/bundles" + (f"?{query}" if query else ""))
+
+    def node_facts(self, node: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/nodes/{quote(node)}/facts")
+
+    def set_node_facts(self, node: str, facts: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", f"/api/v1/nodes/{quote(node)}/facts", facts)
+
+    def feed(self, deployment: str, since: str | None = None) -> dict[str, Any]:
+        query = f"?since={quote(since)}" if since else ""
+        return self._call("GET", f"/api/v1/deployments/{quote(deployment)}/feed{query}")

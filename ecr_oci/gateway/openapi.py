@@ -80,3 +80,10 @@ OPENAPI: dict[str, Any] = {
             "evidence": {"type": "object", "additionalProperties": {"type": "string"}}}},
     }},
 }
+
+# Node facts and the scheduler feed (issue 12), described in their own module.
+from ecr_oci.gateway.openapi_nodes import PATHS as _NODE_PATHS  # noqa: E402
+from ecr_oci.gateway.openapi_nodes import SCHEMAS as _NODE_SCHEMAS  # noqa: E402
+
+OPENAPI["paths"].update(_NODE_PATHS)
+OPENAPI["components"]["schemas"].update(_NODE_SCHEMAS)

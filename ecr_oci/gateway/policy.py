@@ -184,3 +184,13 @@ def can_manage(caller: Caller, repo: RepoFacts) -> bool:
 
 def visible(actions: Iterable[str]) -> bool:
     return PULL in set(actions)
+
+
+def can_access_node(caller: Caller, node: str) -> bool:
+    """A node's facts (read and update): administrators and the node itself."""
+    return (caller.kind == "user" and caller.admin) or (caller.kind == "node" and caller.name == node)
+
+
+def can_read_feed(caller: Caller, deployment: str) -> bool:
+    """A deployment's scheduler feed: administrators and the nodes of that deployment."""
+    return (caller.kind == "user" and caller.admin) or (caller.kind == "node" and deployment in caller.deployments)

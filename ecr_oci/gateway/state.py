@@ -156,6 +156,12 @@ class StateStore(Protocol):
     def catalog_rows(self) -> list[tuple[str, str, str, float, str, str]]: ...
     def all_stage_events(self, repositories: Sequence[str] | None) -> list[StageEvent]: ...
     def clear_bundle_versions(self) -> None: ...
+    # nodes' facts and the scheduler feed (ecr_oci.gateway.nodes, ecr_oci.gateway.feed)
+    def set_node_facts(self, node: str, facts: dict[str, Any]) -> None: ...
+    def node_facts(self, nodes: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    def deployment_nodes(self, deployment: str) -> list[str]: ...
+    def approved_bundles(self, deployment: str) -> list[tuple[str, str]]: ...
+    def stage_changes(self, deployment: str, after: int) -> tuple[int, list[tuple[str, str]]]: ...
     # lifecycle
     def close(self) -> None: ...
 
@@ -196,6 +202,8 @@ CREATE INDEX IF NOT EXISTS bundle_versions_newest ON bundle_versions (repository
 CREATE TABLE IF NOT EXISTS catalog_generation (id INTEGER PRIMARY KEY, value BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS bundle_documents (
   repository TEXT NOT NULL, tag TEXT NOT NULL, document TEXT NOT NULL, PRIMARY KEY (repository, tag));
+CREATE TABLE IF NOT EXISTS node_facts (
+  node TEXT PRIMARY KEY REFERENCES accounts(name), facts TEXT NOT NULL, updated {float} NOT NULL);
 """
 
 STATE_URL_SCHEMES = ("sqlite", "postgresql", "postgres")
@@ -542,6 +550,41 @@ class SqlStore:
     def forget_digest(self, repository: str, digest: str) -> None:
         with self._session(write=True) as s:
             s.execute("DELETE FROM tags WHERE repository=? AND digest=?", (repository, digest))
+
+    # --- nodes' facts and the scheduler feed ----------------------------------------
+    def set_node_facts(self, node: str, facts: dict[str, Any]) -> None:
+        with self._session(write=True) as s:
+            s.execute(
+                "INSERT INTO node_facts (node, facts, updated) VALUES (?, ?, ?)"
+                " ON CONFLICT (node) DO UPDATE SET facts=excluded.facts, updated=excluded.updated",
+                (node, json.dumps(facts, sort_keys=True), time.time()),
+            )
+
+    def node_facts(self, nodes: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not nodes:
+            return {}
+        rows = self._all(f"SELECT node, facts FROM node_facts WHERE node IN ({_in_marks(nodes)})", tuple(nodes))
+        return {node: json.loads(facts) for node, facts in rows}
+
+    def deployment_nodes(self, deployment: str) -> list[str]:
+        rows = self._all("SELECT node FROM node_deployments WHERE deployment=?", (deployment,))
+        return sorted(node for (node,) in rows)
+
+    def approved_bundles(self, deployment: str) -> list[tuple[str, str]]:
+        rows = self._all("SELECT DISTINCT repository, bundle FROM approved_content WHERE deployment=?",
+                         (deployment,))
+        return sorted((repository, bundle) for repository, bundle in rows)
+
+    def stage_changes(self, deployment: str, after: int) -> tuple[int, list[tuple[str, str]]]:
+        """Stage events for ``deployment`` (or for all deployments) after event id ``after``:
+        the newest such id (``after`` when there is none) and the (repository, digest)
+        pairs they concern."""
+        rows = self._all(
+            "SELECT id, repository, digest FROM stage_events WHERE id > ? AND (deployment = ? OR deployment = '')",
+            (after, deployment),
+        )
+        newest = max((int(r[0]) for r in rows), default=after)
+        return newest, sorted({(r[1], r[2]) for r in rows})
 
 
     # --- catalog index ------------------------------------------------------------
