@@ -159,9 +159,14 @@ def fetcher(
     reference: Annotated[str, typer.Argument(help=f"Where to push it, e.g. HOST/{spec.FETCHER_REPOSITORY}:latest.")],
     busybox: Annotated[Path, typer.Option("--busybox", help="A static busybox for --arch.")] = Path("/bin/busybox"),
     arch: Annotated[str, typer.Option("--arch", help="Architecture of that busybox.")] = "amd64",
+    deployment: Annotated[list[str] | None, typer.Option(
+        "--deployment", help="Approve it for this deployment, so its nodes may pull it (repeatable).")] = None,
     plain_http: PlainHttp = None,
 ) -> None:
-    """Build the model-fetcher image (busybox + ecr-fetch-model) and push it with skopeo."""
+    """Build the model-fetcher image (busybox + ecr-fetch-model) and push it with skopeo.
+
+    Nodes pull approved content only: approve the fetcher for each deployment (--deployment).
+    """
     ref = parse_reference(reference)
     if not ref.tag:
         raise fail("give a tag to push to (e.g. :latest)", 2)
@@ -184,5 +189,11 @@ def fetcher(
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise SourceError(f"skopeo copy failed: {proc.stderr.strip()[-300:]}")
-    digest = RegistryClient(ref.registry, plain_http=plain_http).head_manifest(ref.repository, ref.tag or "")
+    client = RegistryClient(ref.registry, credentials=creds, plain_http=plain_http)
+    digest = client.head_manifest(ref.repository, ref.tag or "")
+    if deployment:
+        admin = GatewayAdmin(ref.registry, creds)
+        for name in deployment:
+            admin.set_stage(ref.repository, digest or ref.tag or "", "approved", name)
+            err.print(f"approved for {name}")
     out.print(f"{ref.registry}/{ref.repository}@{digest}" if digest else reference)

@@ -161,6 +161,10 @@ def pod(target: Target, *, fetcher_image: str, node: str | None = None, node_sel
     }
     if node:
         annotations[mt.ECR_PREFIX + "node"] = node
+    if not kubernetes:
+        # podman 4.3 refuses annotation values over 63 characters (a limit Kubernetes puts
+        # on labels only); the digest still reaches the plugin as ECR_BUNDLE_DIGEST.
+        annotations = {k: v for k, v in annotations.items() if len(v) <= 63}
     env = [
         {"name": "ECR_BUNDLE_DIGEST", "value": target.bundle},
         {"name": "ECR_MODEL_DIR", "value": target.model_path},
@@ -171,11 +175,14 @@ def pod(target: Target, *, fetcher_image: str, node: str | None = None, node_sel
         "image": target.image_ref,
         "imagePullPolicy": "IfNotPresent",
         "env": env,
-        "ports": [{"name": "metrics", "containerPort": metrics_port}],
     }
+    if kubernetes:  # podman publishes declared ports, which host networking refuses
+        main["ports"] = [{"name": "metrics", "containerPort": metrics_port}]
     if resources := _resources(target.hardware):
         main["resources"] = resources
-    spec: dict[str, Any] = {"restartPolicy": "Always", "containers": [main]}
+    # podman 4.3 applies the pod's restart policy to init containers too: with Always it
+    # restarts the finished fetcher and then fails to remove it.
+    spec: dict[str, Any] = {"restartPolicy": "Always" if kubernetes else "OnFailure", "containers": [main]}
     if target.model_manifest:
         main["volumeMounts"] = [{"name": "model", "mountPath": target.model_path, "readOnly": True}]
         secret = {"name": CREDENTIALS_SECRET, "optional": True}

@@ -1,0 +1,128 @@
+"""Acceptance: the spec `ecr deploy podman` prints for a node runs under a real `podman kube play`:
+the init container fetches and verifies the model by digest from the gateway with the node's
+credential, the example plugin reads it read-only at /app/model and serves metrics labelled
+with the bundle digest."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.gateway.support import GatewayProcess
+from tests.nodes.conftest import ecr
+from tests.support import free_port
+
+pytestmark = pytest.mark.slow
+
+PODMAN = ["podman", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+          "--runtime", "runc"]
+REPO = "alice/bird-detector"
+SECRET = "ecr-node-credentials"
+
+
+def podman(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+@pytest.fixture
+def podman_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """What kube play needs here (FIELD-NOTES): runc, catatonit, ulimits from a containers.conf."""
+    for tool in ("podman", "runc", "catatonit"):
+        if not shutil.which(tool) and not Path(f"/usr/libexec/podman/{tool}").exists():
+            pytest.fail(f"{tool} is not installed: run `make deps`")
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
+    yield {**os.environ, "CONTAINERS_CONF": str(conf)}
+
+
+def test_podman_kube_play_runs_the_bundle_with_its_model_and_metrics(
+    gw: GatewayProcess, example_bundle: Path, podman_env: dict[str, str], tmp_path: Path
+) -> None:
+    pushed = ecr(gw, "alice", "push", "--quiet", str(example_bundle), f"{gw.host}/{REPO}:1.2.0")
+    assert pushed.returncode == 0, pushed.stderr
+    bundle = pushed.stdout.strip().rsplit("@", 1)[1]
+    gw.admin("alice").set_visibility(REPO, "protected")
+    added = ecr(gw, "admin", "admin", "node", "add", "VW01", "--deployment", "lab", "--platform", "linux/amd64",
+                "--memory", "2Gi", "--sensor", "camera")
+    assert added.returncode == 0, added.stderr
+    gw.nodes["VW01"] = added.stdout.strip()
+    assert ecr(gw, "admin", "stage", "set", f"{gw.host}/{REPO}:1.2.0", "approved", "--deployment", "lab"
+               ).returncode == 0
+    fetcher = ecr(gw, "admin", "deploy", "fetcher", f"{gw.host}/ecr/model-fetcher:latest", "--deployment", "lab")
+    assert fetcher.returncode == 0, fetcher.stderr
+
+    # the node itself generates its spec (its credential reads the bundle and the fetcher)
+    port = free_port()
+    spec_file = tmp_path / "pod.yaml"
+    generated = ecr(gw, "VW01", "deploy", "podman", f"{gw.host}/{REPO}:1.2.0", "--node", "VW01",
+                    "--metrics-port", str(port), "-e", "FRAMES=0", "-e", "FRAME_INTERVAL=0.05",
+                    "-e", "METRICS_ADDR=127.0.0.1", "-o", str(spec_file))
+    assert generated.returncode == 0, generated.stderr
+    pod = yaml.safe_load(spec_file.read_text())
+    [plugin] = pod["spec"]["containers"]
+    images = json.loads(ecr(gw, "alice", "inspect", "--json", f"{gw.host}/{REPO}:1.2.0").stdout)
+    assert plugin["image"].endswith("@" + _amd64_digest(images))  # pinned by digest
+    assert {"name": "ECR_BUNDLE_DIGEST", "value": bundle} in plugin["env"]
+    assert plugin["volumeMounts"] == [{"name": "model", "mountPath": "/app/model", "readOnly": True}]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert plugin["resources"] == {"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+    assert "@sha256:" in pod["spec"]["initContainers"][0]["image"]
+
+    auth = Path(os.environ["REGISTRY_AUTH_FILE"])
+    token = base64.b64encode(f"VW01:{gw.nodes['VW01']}".encode()).decode()
+    auth.write_text(json.dumps({"auths": {gw.host: {"auth": token}}}))
+    secret_file = tmp_path / "secret.json"
+    secret_file.write_text(json.dumps({"username": base64.b64encode(b"VW01").decode(),
+                                       "password": base64.b64encode(gw.nodes["VW01"].encode()).decode()}))
+    podman("secret", "rm", SECRET)
+    assert podman("secret", "create", SECRET, str(secret_file)).returncode == 0
+    name = pod["metadata"]["name"]
+    try:
+        played = podman("kube", "play", "--network", "host", "--tls-verify=false", str(spec_file), env=podman_env)
+        assert played.returncode == 0, played.stderr
+        metrics = _wait_metrics(port, bundle)
+        assert f'ecr_inference_seconds_count{{bundle="{bundle}"}}' in metrics
+        logged = podman("logs", f"{name}-plugin")
+        logs = logged.stdout + logged.stderr
+        weights = (example_bundle / "model" / "weights.bin").read_bytes()
+        assert f"model sha256:{hashlib.sha256(weights).hexdigest()} from /app/model" in logs
+        assert "frame=0 label=" in logs
+        assert "Read-only file system" in podman("exec", f"{name}-plugin", "/usr/bin/python3", "-c",
+                                                 "open('/app/model/x', 'w')").stderr
+    finally:
+        podman("kube", "down", str(spec_file), env=podman_env)
+        podman("pod", "rm", "-f", name)
+        podman("secret", "rm", SECRET)
+        podman("rmi", plugin["image"], pod["spec"]["initContainers"][0]["image"])  # vfs copies are large
+
+
+def _amd64_digest(inspected: dict[str, object]) -> str:
+    for image in inspected["platforms"]:  # type: ignore[attr-defined]
+        if image["platform"] == "linux/amd64":
+            return str(image["digest"])
+    raise AssertionError(inspected)
+
+
+def _wait_metrics(port: int, bundle: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            if f'bundle="{bundle}"' in text and "ecr_inference_seconds_count" in text:
+                return text
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"no plugin metrics on port {port}: {text[:500]}")
