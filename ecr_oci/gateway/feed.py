@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,8 +31,11 @@ from starlette.routing import Route
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.annotations import metadata_from
+from ecr_oci.bundle.config import Platform
+from ecr_oci.deploy import spec as deploy_spec
 from ecr_oci.deploy.facts import fit
 from ecr_oci.digest import sha256_bytes
+from ecr_oci.errors import EcrError
 from ecr_oci.gateway.api import ApiError, _caller, _handler
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.policy import can_read_feed
@@ -177,7 +181,8 @@ async def _signature(gateway: Gateway, repository: str, bundle: str, digest: str
 
 
 async def _entry(gateway: Gateway, repository: str, digest: str, deployment: str, nodes: list[str],
-                 facts: dict[str, dict[str, Any]], key_url: str) -> dict[str, Any] | None:
+                 facts: dict[str, dict[str, Any]], base: str) -> dict[str, Any] | None:
+    key_url = f"{base}/api/v1/signing-key"
     entry = await _static_part(gateway, repository, digest)
     if entry is None:
         return None
@@ -213,6 +218,9 @@ async def _entry(gateway: Gateway, repository: str, digest: str, deployment: str
         result = fit(node_facts, platforms, hardware if isinstance(hardware, dict) else {}).to_dict()
         result["node"] = node
         result["performance"] = _matching_profile(profiles, node, node_facts)
+        result["spec"] = (f"{base}/api/v1/deployments/{quote(deployment)}/spec?"
+                          + urlencode({"repository": repository, "digest": digest, "node": node})
+                          if result["can_run"] else None)
         entry["nodes"].append(result)
     return entry
 
@@ -256,7 +264,7 @@ async def feed(request: Request, gateway: Gateway) -> Response:
     key_url = f"{gateway.public_base(request)}/api/v1/signing-key"
     wanted = approved if since is None else [pair for pair in approved if pair in set(changed)]
     bundles = [e for repo, digest in wanted if (e := await _entry(gateway, repo, digest, deployment, nodes, facts,
-                                                                   key_url))]
+                                                                   gateway.public_base(request)))]
     body: dict[str, Any] = {
         "deployment": deployment,
         "cursor": str(cursor),
@@ -275,4 +283,48 @@ async def feed(request: Request, gateway: Gateway) -> Response:
     return Response(data, media_type="application/json", headers=headers)
 
 
-routes = [Route("/api/v1/deployments/{deployment}/feed", _handler(feed), methods=["GET"])]
+async def node_spec(request: Request, gateway: Gateway) -> Response:
+    """The Pod that runs an approved bundle on one node of the deployment (``format=k8s``,
+    the default, or ``podman``): what ``ecr deploy`` prints, for schedulers that fetch it."""
+    caller = await _caller(request)
+    deployment = request.path_params["deployment"]
+    query = request.query_params
+    repository, digest, node = query.get("repository", ""), query.get("digest", ""), query.get("node", "")
+    missing = ApiError("no such bundle approved for this deployment", 404)
+    if not can_read_feed(caller, deployment):
+        raise ApiError(f"no deployment {deployment}", 404)
+    if (repository, digest) not in set(gateway.store.approved_bundles(deployment)):
+        raise missing
+    if node not in gateway.store.deployment_nodes(deployment):
+        raise ApiError(f"no node {node} in deployment {deployment}", 404)
+    fmt = query.get("format", "k8s")
+    if fmt not in ("k8s", "podman"):
+        raise ApiError("format: k8s or podman")
+    facts = gateway.store.node_facts([node]).get(node)
+    if not facts:
+        raise ApiError(f"node {node} has no recorded platform", 409)
+    index = await _json_manifest(gateway, repository, digest)
+    if index is None:
+        raise missing
+    model_entry = next((m for m in index.get("manifests") or [] if m.get("artifactType") == mt.MODEL_ARTIFACT_TYPE),
+                       None)
+    model = await _json_manifest(gateway, repository, model_entry["digest"]) if model_entry else None
+    base = gateway.public_base(request)
+    registry = base.split("://", 1)[1]
+    try:
+        target = deploy_spec.plan(index, digest, model, Platform.parse(facts["platform"]), registry=registry,
+                                  repository=repository, scheme=base.split("://", 1)[0])
+    except EcrError as exc:
+        raise ApiError(str(exc), 409) from None
+    fetcher = await gateway.manifest(deploy_spec.FETCHER_REPOSITORY, "latest")
+    fetcher_image = f"{registry}/{deploy_spec.FETCHER_REPOSITORY}" + (f"@{fetcher.digest}" if fetcher else ":latest")
+    kubernetes = fmt == "k8s"
+    document = deploy_spec.pod(target, fetcher_image=fetcher_image, node=node, kubernetes=kubernetes)
+    header = (deploy_spec.kubernetes_header if kubernetes else deploy_spec.podman_header)(target, node)
+    return Response(deploy_spec.render(document, header=header), media_type="application/yaml")
+
+
+routes = [
+    Route("/api/v1/deployments/{deployment}/feed", _handler(feed), methods=["GET"]),
+    Route("/api/v1/deployments/{deployment}/spec", _handler(node_spec), methods=["GET"]),
+]

@@ -44,6 +44,15 @@ PATHS: dict[str, Any] = {
     },
 }
 
+PATHS["/api/v1/deployments/{deployment}/spec"] = {"get": {
+    "summary": "Kubernetes (or podman kube play) Pod running an approved bundle on one node of the deployment",
+    "x-ecr-auth": "admin or a node of the deployment",
+    "parameters": [{"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}},
+                   *({"name": k, "in": "query", "required": k != "format", "schema": {"type": "string"}}
+                     for k in ("repository", "digest", "node", "format"))],
+    "responses": {"200": {"description": "The Pod", "content": {"application/yaml": {}}}, "4XX": _ERROR},
+}}
+
 SCHEMAS: dict[str, Any] = {
     "NodeFacts": {"$ref": "https://waggle.org/ecr/v1/node-facts.schema.json"},
     "NodeFactsAnswer": {"type": "object", "required": ["node", "deployments", "facts"], "properties": {
@@ -80,7 +89,8 @@ SCHEMAS: dict[str, Any] = {
         "nodes": {"type": "array", "items": {"type": "object", "properties": {
             "node": {"type": "string"}, "can_run": {"type": "boolean"},
             "reasons": {"type": "array", "items": {"type": "string"}}, "platform": _NULLABLE_STR,
-            "performance": {"oneOf": [{"$ref": "#/components/schemas/FeedProfile"}, {"type": "null"}]}}}},
+            "performance": {"oneOf": [{"$ref": "#/components/schemas/FeedProfile"}, {"type": "null"}]},
+            "spec": {"type": ["string", "null"], "description": "URL of this node's Pod spec (if it can run)."}}}},
     }},
     "FeedProfile": {"type": "object", "properties": {
         "profile": {"type": "string"}, "node": {"type": "string"}, "stage": {"type": "string"},

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from ecr_oci.bundle.remote import fetch_bundle
 from ecr_oci.profile.attach import attach_profile
@@ -133,6 +134,18 @@ def test_feed_lists_approved_bundle_with_fit_signatures_and_performance(
     assert perf["node"] == "W0A1" and perf["latency_seconds"]["p50"] == 0.0421
     assert entry["performance"] == [perf]
     assert nodes["W0B2"]["performance"] is None  # no profile from riscv64 hardware
+    # the feed serves the spec for the nodes that can run it
+    assert nodes["W0B2"]["spec"] is None
+    spec = requests.get(nodes["W0A1"]["spec"], auth=("W0A1", gw.nodes["W0A1"]), timeout=30)
+    assert spec.status_code == 200 and spec.headers["content-type"].startswith("application/yaml")
+    pod = yaml.safe_load(spec.text)
+    assert pod["spec"]["containers"][0]["image"] == f"{gw.host}/{REPO}@{index.images()[1]['digest']}"
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "w0a1"}
+    assert pod["spec"]["initContainers"][0]["env"][3] == {"name": "ECR_MODEL_MANIFEST", "value": model["digest"]}
+    assert requests.get(nodes["W0A1"]["spec"], auth=("W0C3", gw.nodes["W0C3"]), timeout=30).status_code == 404
+    other = nodes["W0A1"]["spec"].replace(neon["1.0.0"][7:], neon["2.0.0"][7:])  # not approved
+    assert other != nodes["W0A1"]["spec"]
+    assert requests.get(other, auth=("W0A1", gw.nodes["W0A1"]), timeout=30).status_code == 404
     # the key the feed points at verifies the countersignature a node checks with `ecr pull --require-signature`
     key = requests.get(feed["signing_key"], timeout=30)
     assert key.status_code == 200 and b"PUBLIC KEY" in key.content
