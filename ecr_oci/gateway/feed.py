@@ -260,6 +260,13 @@ async def feed(request: Request, gateway: Gateway) -> Response:
     nodes = gateway.store.deployment_nodes(deployment)
     if not approved and not nodes and not changed:
         raise missing
+    # A node sees its own fit only (not its neighbours' facts), which also keeps a
+    # thousand nodes' polls small; a scheduler may narrow the answer to one node.
+    wanted_node = caller.name if caller.kind == "node" else request.query_params.get("node")
+    if wanted_node is not None:
+        if wanted_node not in nodes:
+            raise ApiError(f"no node {wanted_node} in deployment {deployment}", 404)
+        nodes = [wanted_node]
     facts = gateway.store.node_facts(nodes)
     key_url = f"{gateway.public_base(request)}/api/v1/signing-key"
     wanted = approved if since is None else [pair for pair in approved if pair in set(changed)]
@@ -269,6 +276,7 @@ async def feed(request: Request, gateway: Gateway) -> Response:
         "deployment": deployment,
         "cursor": str(cursor),
         "since": str(since) if since is not None else None,
+        "node": wanted_node,
         "nodes": [{"node": n, "facts": facts.get(n)} for n in nodes],
         "bundles": bundles,
         "removed": [{"repository": r, "digest": d} for r, d in changed if (r, d) not in set(approved)]

@@ -31,6 +31,8 @@ PATHS: dict[str, Any] = {
                 {"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"},
                  "description": "The cursor of an earlier answer."},
+                {"name": "node", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "Only this node's fit (a node always gets its own only)."},
                 {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "The ETag of an earlier answer."},
             ],
@@ -63,6 +65,7 @@ SCHEMAS: dict[str, Any] = {
                  "deployment": {"type": "string"},
                  "cursor": {"type": "string", "description": "Pass as ?since= to get only later changes."},
                  "since": _NULLABLE_STR,
+                 "node": _NULLABLE_STR,
                  "nodes": {"type": "array", "items": {"type": "object", "properties": {
                      "node": {"type": "string"}, "facts": {"type": ["object", "null"]}}}},
                  "bundles": {"type": "array", "items": {"$ref": "#/components/schemas/FeedBundle"}},

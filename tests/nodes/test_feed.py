@@ -106,7 +106,7 @@ def test_feed_lists_approved_bundle_with_fit_signatures_and_performance(
     gw: GatewayProcess, neon: dict[str, str]
 ) -> None:
     _attach_w0a1_profile(gw, neon["1.0.0"])
-    resp = get_feed(gw, "W0A1")
+    resp = get_feed(gw, "admin")
     assert resp.status_code == 200, resp.text
     feed = resp.json()
     assert feed["deployment"] == "neon" and feed["signing_key"] == f"{gw.url}/api/v1/signing-key"
@@ -126,6 +126,12 @@ def test_feed_lists_approved_bundle_with_fit_signatures_and_performance(
     assert entry["signatures"] == {"signed": False, "countersigned": True, "key_url": feed["signing_key"]}
     nodes = {n["node"]: n for n in entry["nodes"]}
     assert set(nodes) == {"W0A1", "W0B2"}  # W0C3 is in another deployment
+    # a node sees its own fit only; an admin may narrow to one node
+    own = get_feed(gw, "W0A1").json()
+    assert [n["node"] for b in own["bundles"] for n in b["nodes"]] == ["W0A1"] * len(own["bundles"])
+    assert [n["node"] for n in own["nodes"]] == ["W0A1"] and own["node"] == "W0A1"
+    assert get_feed(gw, "admin", params={"node": "W0B2"}).json()["nodes"][0]["node"] == "W0B2"
+    assert get_feed(gw, "admin", params={"node": "W0C3"}).status_code == 404
     assert nodes["W0A1"]["can_run"] and nodes["W0A1"]["platform"] == "linux/arm64"
     assert not nodes["W0B2"]["can_run"]
     assert any("platform linux/riscv64" in r for r in nodes["W0B2"]["reasons"])
@@ -166,7 +172,7 @@ def test_feed_polling_etag_and_cursor(gw: GatewayProcess, neon: dict[str, str], 
     assert etag.startswith('"sha256:')
     same = get_feed(gw, "W0A1", headers={"If-None-Match": etag})
     assert same.status_code == 304 and same.content == b"" and same.headers["ETag"] == etag
-    assert get_feed(gw, "admin", headers={"If-None-Match": etag}).status_code == 304  # same body for everyone
+    assert get_feed(gw, "W0B2", headers={"If-None-Match": etag}).status_code == 200  # its own view
     quiet = get_feed(gw, "W0A1", params={"since": cursor}).json()
     assert quiet["bundles"] == [] and quiet["removed"] == [] and quiet["cursor"] == cursor
     assert get_feed(gw, "W0A1", params={"since": "-1"}).status_code == 400
@@ -223,6 +229,6 @@ def test_feed_is_for_admins_and_the_deployments_nodes_only(gw: GatewayProcess, n
 def test_feed_is_described_in_openapi(gw: GatewayProcess) -> None:
     doc = requests.get(f"{gw.url}/api/v1/openapi.json", timeout=30).json()
     op = doc["paths"]["/api/v1/deployments/{deployment}/feed"]["get"]
-    assert {p["name"] for p in op["parameters"]} == {"deployment", "since", "If-None-Match"}
+    assert {p["name"] for p in op["parameters"]} == {"deployment", "since", "node", "If-None-Match"}
     assert "304" in op["responses"] and "Feed" in doc["components"]["schemas"]
     assert "put" in doc["paths"]["/api/v1/nodes/{node}/facts"]
