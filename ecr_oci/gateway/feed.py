@@ -21,7 +21,9 @@ not exist.
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -44,6 +46,10 @@ from ecr_oci.profile.attach import WINDOW_END
 from ecr_oci.trust import simplesigning as ss
 from ecr_oci.trust.keys import verify_bytes
 
+# How long a computed full answer is reused while no stage event, node fact or referrer
+# of an approved bundle changed (what else can change, e.g. a new tag on an approved
+# digest, shows up after at most this).
+FRESH_SECONDS = 10.0
 SIGNATURE_TYPES = frozenset({mt.COSIGN_ARTIFACT_TYPE, mt.COSIGN_SIMPLESIGNING, mt.SIGSTORE_BUNDLE})
 _MAX_CACHED = 4096
 
@@ -248,6 +254,34 @@ def _cursor(text: str | None) -> int | None:
     return int(text)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """A full feed answer as computed at ``at`` (monotonic), for one view of a deployment."""
+
+    cursor: int
+    nodes: tuple[str, ...]
+    facts: str
+    referrers: int
+    data: bytes
+    etag: str
+    at: float
+
+
+def _answers(gateway: Gateway) -> dict[tuple[str, str, str], _Answer]:
+    answers = getattr(gateway, "_feed_answers", None)
+    if answers is None:
+        answers = {}
+        gateway._feed_answers = answers  # type: ignore[attr-defined]
+    return answers
+
+
+def _respond(request: Request, data: bytes, etag: str) -> Response:
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="application/json", headers=headers)
+
+
 async def feed(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
     deployment = request.path_params["deployment"]
@@ -255,23 +289,33 @@ async def feed(request: Request, gateway: Gateway) -> Response:
     if not can_read_feed(caller, deployment):
         raise missing
     since = _cursor(request.query_params.get("since"))
-    cursor, changed = gateway.store.stage_changes(deployment, since or 0)
-    approved = gateway.store.approved_bundles(deployment)
-    nodes = gateway.store.deployment_nodes(deployment)
-    if not approved and not nodes and not changed:
-        raise missing
     # A node sees its own fit only (not its neighbours' facts), which also keeps a
     # thousand nodes' polls small; a scheduler may narrow the answer to one node.
     wanted_node = caller.name if caller.kind == "node" else request.query_params.get("node")
-    if wanted_node is not None:
-        if wanted_node not in nodes:
-            raise ApiError(f"no node {wanted_node} in deployment {deployment}", 404)
-        nodes = [wanted_node]
+    all_nodes = gateway.store.deployment_nodes(deployment)
+    if wanted_node is not None and wanted_node not in all_nodes:
+        raise ApiError(f"no node {wanted_node} in deployment {deployment}", 404)
+    nodes = [wanted_node] if wanted_node is not None else all_nodes
     facts = gateway.store.node_facts(nodes)
-    key_url = f"{gateway.public_base(request)}/api/v1/signing-key"
+    facts_key = json.dumps(facts, sort_keys=True)
+    base = gateway.public_base(request)
+    view = (deployment, wanted_node or "", base)
+    if since is None and (known := _answers(gateway).get(view)) is not None \
+            and time.monotonic() - known.at < FRESH_SECONDS \
+            and known.nodes == tuple(all_nodes) and known.facts == facts_key \
+            and gateway.store.stage_changes(deployment, known.cursor)[0] == known.cursor \
+            and gateway.store.approved_referrer_count(deployment) == known.referrers:
+        # Nothing changed that decides membership, fit, signatures or profiles: approvals
+        # and revocations are stage events, so a revoked bundle never outlives its event.
+        return _respond(request, known.data, known.etag)
+    referrers = gateway.store.approved_referrer_count(deployment)  # before the entries: never newer than them
+    cursor, changed = gateway.store.stage_changes(deployment, since or 0)
+    approved = gateway.store.approved_bundles(deployment)
+    if not approved and not all_nodes and not changed:
+        raise missing
     wanted = approved if since is None else [pair for pair in approved if pair in set(changed)]
     bundles = [e for repo, digest in wanted if (e := await _entry(gateway, repo, digest, deployment, nodes, facts,
-                                                                   gateway.public_base(request)))]
+                                                                   base))]
     body: dict[str, Any] = {
         "deployment": deployment,
         "cursor": str(cursor),
@@ -281,14 +325,16 @@ async def feed(request: Request, gateway: Gateway) -> Response:
         "bundles": bundles,
         "removed": [{"repository": r, "digest": d} for r, d in changed if (r, d) not in set(approved)]
         if since is not None else [],
-        "signing_key": key_url,
+        "signing_key": f"{base}/api/v1/signing-key",
     }
     data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     etag = f'"{sha256_bytes(data)}"'
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type="application/json", headers=headers)
+    if since is None:
+        answers = _answers(gateway)
+        if len(answers) > _MAX_CACHED:
+            answers.clear()
+        answers[view] = _Answer(cursor, tuple(all_nodes), facts_key, referrers, data, etag, time.monotonic())
+    return _respond(request, data, etag)
 
 
 async def node_spec(request: Request, gateway: Gateway) -> Response:

@@ -162,6 +162,7 @@ class StateStore(Protocol):
     def deployment_nodes(self, deployment: str) -> list[str]: ...
     def approved_bundles(self, deployment: str) -> list[tuple[str, str]]: ...
     def stage_changes(self, deployment: str, after: int) -> tuple[int, list[tuple[str, str]]]: ...
+    def approved_referrer_count(self, deployment: str) -> int: ...
     # lifecycle
     def close(self) -> None: ...
 
@@ -574,6 +575,15 @@ class SqlStore:
         rows = self._all("SELECT DISTINCT repository, bundle FROM approved_content WHERE deployment=?",
                          (deployment,))
         return sorted((repository, bundle) for repository, bundle in rows)
+
+    def approved_referrer_count(self, deployment: str) -> int:
+        """How many referrers (profiles, signatures ...) the bundles approved for ``deployment`` have."""
+        rows = self._all(
+            "SELECT COUNT(*) FROM referrers r JOIN (SELECT DISTINCT repository, bundle FROM approved_content"
+            " WHERE deployment=?) a ON r.repository = a.repository AND r.subject = a.bundle",
+            (deployment,),
+        )
+        return int(rows[0][0])
 
     def stage_changes(self, deployment: str, after: int) -> tuple[int, list[tuple[str, str]]]:
         """Stage events for ``deployment`` (or for all deployments) after event id ``after``:
