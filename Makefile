@@ -3,7 +3,7 @@
 # runc and prometheus yourself, then `make install test`.
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-APT_PACKAGES = docker-registry skopeo umoci podman runc prometheus docker.io postgresql apache2-utils openssl ca-certificates curl chromium chromium-driver radosgw ceph-mon ceph-osd nginx-light rclone sqlite3
+APT_PACKAGES = docker-registry skopeo umoci podman runc catatonit busybox-static prometheus docker.io postgresql apache2-utils openssl ca-certificates curl chromium chromium-driver radosgw ceph-mon ceph-osd nginx-light rclone sqlite3
 PYTEST_ARGS ?=
 
 .PHONY: all deps apt install test lint example demo bench conformance screenshots clean

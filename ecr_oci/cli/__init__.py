@@ -10,6 +10,7 @@ from ecr_oci import __version__
 from ecr_oci.cli import bundle, profile, registry
 from ecr_oci.cli import deploy as deploy_cli
 from ecr_oci.cli import doi as doi_cli
+from ecr_oci.cli import nodeexporter as nodeexporter_cli
 from ecr_oci.cli import trust as trust_cli
 from ecr_oci.cli.common import EXIT_CODES_HELP
 
@@ -40,6 +41,7 @@ app.add_typer(profile.app, name="profile")
 app.command()(profile.run)
 app.add_typer(doi_cli.app, name="doi")
 app.add_typer(deploy_cli.app, name="deploy")
+app.command("node-exporter")(nodeexporter_cli.node_exporter)
 
 
 def _version(value: bool) -> None:

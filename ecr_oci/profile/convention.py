@@ -17,6 +17,16 @@ ERRORS = "ecr_errors_total"  # counter, items that failed
 GPU_UTILIZATION = "ecr_gpu_utilization_ratio"  # gauge, 0..1
 GPU_POWER = "ecr_gpu_power_watts"  # gauge, watts
 
+# `ecr node-exporter`: per container of a bundle (labels bundle, container, node, engine), any plugin.
+CONTAINER_CPU_SECONDS = "ecr_container_cpu_seconds_total"  # counter
+CONTAINER_MEMORY_WORKING_SET = "ecr_container_memory_working_set_bytes"  # gauge
+CONTAINER_MEMORY_PEAK = "ecr_container_memory_peak_bytes"  # gauge (max since start)
+CONTAINER_IO_READ = "ecr_container_io_read_bytes_total"  # counter
+CONTAINER_IO_WRITE = "ecr_container_io_write_bytes_total"  # counter
+CONTAINER_RESTARTS = "ecr_container_restarts_total"  # counter
+NODE_GPU_UTILIZATION = "ecr_node_gpu_utilization_ratio"  # gauge per gpu (nvidia-smi)
+NODE_GPU_POWER = "ecr_node_gpu_power_watts"  # gauge per gpu (nvidia-smi)
+
 # prometheus_client's default process collector: no bundle label, matched by target.
 CPU_SECONDS = "process_cpu_seconds_total"
 RSS_BYTES = "process_resident_memory_bytes"

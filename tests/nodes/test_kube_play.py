@@ -1,7 +1,10 @@
-"""Acceptance: the spec `ecr deploy podman` prints for a node runs under a real `podman kube play`:
-the init container fetches and verifies the model by digest from the gateway with the node's
-credential, the example plugin reads it read-only at /app/model and serves metrics labelled
-with the bundle digest."""
+"""Acceptance, the whole loop: a node registered with facts; a bundle approved for its
+deployment appears in the feed; the spec `ecr deploy podman` prints for the node runs under a
+real `podman kube play` (the init container fetches and verifies the model by digest from the
+gateway with the node's credential; the example plugin reads it read-only at /app/model and
+serves metrics labelled with the bundle digest); a real Prometheus scrapes it and the gateway's
+collector attaches a profile nobody asked for, which the feed then shows; revoking the
+approval removes the bundle from the feed and the node's next pull is refused."""
 
 from __future__ import annotations
 
@@ -14,13 +17,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 import yaml
 
-from tests.gateway.support import GatewayProcess
+from tests.gateway.support import PASSWORDS, GatewayProcess
 from tests.nodes.conftest import ecr
+from tests.profile.support import PrometheusServer
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow
@@ -46,9 +51,24 @@ def podman_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
-def test_podman_kube_play_runs_the_bundle_with_its_model_and_metrics(
-    gw: GatewayProcess, example_bundle: Path, podman_env: dict[str, str], tmp_path: Path
+@pytest.fixture
+def loop_gw(tmp_path: Path) -> Iterator[tuple[GatewayProcess, int]]:
+    """A gateway collecting profiles every 3 s from a Prometheus (started later) on a known port."""
+    prom_port = free_port()
+    gateway = GatewayProcess(tmp_path / "gw" / "data", extra_args=[
+        "--collect-prometheus", f"http://127.0.0.1:{prom_port}", "--collect-interval", "3s"])
+    gateway.start()
+    admin = gateway.admin()
+    for user, password in PASSWORDS.items():
+        admin.add_user(user, password)
+    yield gateway, prom_port
+    gateway.stop()
+
+
+def test_the_loop_feed_spec_kube_play_metrics_profile_revocation(
+    loop_gw: tuple[GatewayProcess, int], example_bundle: Path, podman_env: dict[str, str], tmp_path: Path
 ) -> None:
+    gw, prom_port = loop_gw
     pushed = ecr(gw, "alice", "push", "--quiet", str(example_bundle), f"{gw.host}/{REPO}:1.2.0")
     assert pushed.returncode == 0, pushed.stderr
     bundle = pushed.stdout.strip().rsplit("@", 1)[1]
@@ -61,6 +81,11 @@ def test_podman_kube_play_runs_the_bundle_with_its_model_and_metrics(
                ).returncode == 0
     fetcher = ecr(gw, "admin", "deploy", "fetcher", f"{gw.host}/ecr/model-fetcher:latest", "--deployment", "lab")
     assert fetcher.returncode == 0, fetcher.stderr
+    feed_url = f"{gw.url}/api/v1/deployments/lab/feed"
+    node_auth = ("VW01", gw.nodes["VW01"])
+    [entry] = requests.get(feed_url, auth=node_auth, timeout=30).json()["bundles"]  # the fetcher is not a bundle
+    assert entry["digest"] == bundle and entry["nodes"][0]["can_run"] and entry["nodes"][0]["spec"]
+    assert entry["signatures"]["countersigned"]
 
     # the node itself generates its spec (its credential reads the bundle and the fetcher)
     port = free_port()
@@ -100,11 +125,41 @@ def test_podman_kube_play_runs_the_bundle_with_its_model_and_metrics(
         assert "frame=0 label=" in logs
         assert "Read-only file system" in podman("exec", f"{name}-plugin", "/usr/bin/python3", "-c",
                                                  "open('/app/model/x', 'w')").stderr
+
+        # Prometheus scrapes the plugin; the gateway's collector attaches a node profile by itself
+        (tmp_path / "prom").mkdir()
+        prometheus = PrometheusServer(tmp_path / "prom", [f"127.0.0.1:{port}"], node="VW01", port=prom_port)
+        try:
+            performance = _wait_performance(feed_url, node_auth)
+        finally:
+            prometheus.stop()
+        assert performance["node"] == "VW01" and performance["stage"] == "node"
+        assert performance["latency_seconds"]["p50"] > 0
+        referrers = gw.call("admin", "GET", f"/v2/{REPO}/referrers/{bundle}", f"repository:{REPO}:pull").json()
+        assert performance["profile"] in {m["digest"] for m in referrers["manifests"]}
     finally:
         podman("kube", "down", str(spec_file), env=podman_env)
         podman("pod", "rm", "-f", name)
         podman("secret", "rm", SECRET)
         podman("rmi", plugin["image"], pod["spec"]["initContainers"][0]["image"])  # vfs copies are large
+
+    # revocation: out of the feed, and the node's next pull of the image is refused
+    revoked = ecr(gw, "admin", "stage", "set", f"{gw.host}/{REPO}:1.2.0", "deprecated", "--deployment", "lab")
+    assert revoked.returncode == 0, revoked.stderr
+    assert requests.get(feed_url, auth=node_auth, timeout=30).json()["bundles"] == []
+    refused = podman("pull", "--tls-verify=false", plugin["image"])
+    assert refused.returncode != 0 and "denied" in refused.stderr.lower(), refused.stderr
+
+
+def _wait_performance(feed_url: str, auth: tuple[str, str], timeout: float = 60) -> dict[str, Any]:
+    """The node's performance entry in the feed, once the collector has attached a profile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        bundles = requests.get(feed_url, auth=auth, timeout=30).json()["bundles"]
+        if bundles and (performance := bundles[0]["nodes"][0]["performance"]):
+            return dict(performance)
+        time.sleep(1)
+    raise AssertionError("the collector attached no profile the feed shows")
 
 
 def _amd64_digest(inspected: dict[str, object]) -> str:
