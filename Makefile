@@ -43,6 +43,7 @@ bench: deps
 	$(PYTHON) bench/gateway.py
 	$(PYTHON) bench/web.py
 	$(PYTHON) bench/scaleout.py
+	$(PYTHON) bench/feed.py
 
 # The README's screenshots of the web pages, taken by headless Chromium during the browser tests.
 screenshots: deps
