@@ -55,6 +55,7 @@ def podman_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 def loop_gw(tmp_path: Path) -> Iterator[tuple[GatewayProcess, int]]:
     """A gateway collecting profiles every 3 s from a Prometheus (started later) on a known port."""
     prom_port = free_port()
+    (tmp_path / "gw").mkdir()
     gateway = GatewayProcess(tmp_path / "gw" / "data", extra_args=[
         "--collect-prometheus", f"http://127.0.0.1:{prom_port}", "--collect-interval", "3s"])
     gateway.start()
