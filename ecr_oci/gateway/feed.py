@@ -38,7 +38,8 @@ from ecr_oci.deploy import spec as deploy_spec
 from ecr_oci.deploy.facts import fit
 from ecr_oci.digest import sha256_bytes
 from ecr_oci.errors import EcrError
-from ecr_oci.gateway.api import ApiError, _caller, _handler
+from ecr_oci.gateway import names
+from ecr_oci.gateway.api import ApiError, _caller, _handler, _parsed
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.policy import can_read_feed
 from ecr_oci.gateway.system import APPROVED_FOR
@@ -284,14 +285,16 @@ def _respond(request: Request, data: bytes, etag: str) -> Response:
 
 async def feed(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    deployment = request.path_params["deployment"]
+    deployment = _parsed(names.deployment, request.path_params["deployment"], "deployment")
     missing = ApiError(f"no deployment {deployment}", 404)
     if not can_read_feed(caller, deployment):
         raise missing
     since = _cursor(request.query_params.get("since"))
     # A node sees its own fit only (not its neighbours' facts), which also keeps a
     # thousand nodes' polls small; a scheduler may narrow the answer to one node.
-    wanted_node = caller.name if caller.kind == "node" else request.query_params.get("node")
+    asked = request.query_params.get("node")
+    wanted_node = caller.name if caller.kind == "node" else (
+        _parsed(names.account, asked, "node") if asked is not None else None)
     all_nodes = gateway.store.deployment_nodes(deployment)
     if wanted_node is not None and wanted_node not in all_nodes:
         raise ApiError(f"no node {wanted_node} in deployment {deployment}", 404)
@@ -341,12 +344,14 @@ async def node_spec(request: Request, gateway: Gateway) -> Response:
     """The Pod that runs an approved bundle on one node of the deployment (``format=k8s``,
     the default, or ``podman``): what ``ecr deploy`` prints, for schedulers that fetch it."""
     caller = await _caller(request)
-    deployment = request.path_params["deployment"]
-    query = request.query_params
-    repository, digest, node = query.get("repository", ""), query.get("digest", ""), query.get("node", "")
-    missing = ApiError("no such bundle approved for this deployment", 404)
+    deployment = _parsed(names.deployment, request.path_params["deployment"], "deployment")
     if not can_read_feed(caller, deployment):
         raise ApiError(f"no deployment {deployment}", 404)
+    query = request.query_params
+    repository = _parsed(names.repository, query.get("repository"), "repository")
+    digest = _parsed(names.digest, query.get("digest"), "digest")
+    node = _parsed(names.account, query.get("node"), "node")
+    missing = ApiError("no such bundle approved for this deployment", 404)
     if (repository, digest) not in set(gateway.store.approved_bundles(deployment)):
         raise missing
     if node not in gateway.store.deployment_nodes(deployment):

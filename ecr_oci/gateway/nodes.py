@@ -12,7 +12,8 @@ from starlette.routing import Route
 
 from ecr_oci.deploy.facts import validate_facts
 from ecr_oci.errors import ValidationError
-from ecr_oci.gateway.api import ApiError, _body, _caller, _handler
+from ecr_oci.gateway import names
+from ecr_oci.gateway.api import ApiError, _body, _caller, _handler, _parsed
 from ecr_oci.gateway.core import Gateway
 from ecr_oci.gateway.policy import can_access_node
 
@@ -20,7 +21,7 @@ from ecr_oci.gateway.policy import can_access_node
 # --- API: GET/PUT /api/v1/nodes/{node}/facts -----------------------------------------
 async def get_facts(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    node = request.path_params["node"]
+    node = _parsed(names.account, request.path_params["node"], "node")
     account = gateway.store.get_account(node)
     if not can_access_node(caller, node) or account is None or account.kind != "node":
         raise ApiError(f"no node {node}", 404)
@@ -30,7 +31,7 @@ async def get_facts(request: Request, gateway: Gateway) -> Response:
 
 async def put_facts(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    node = request.path_params["node"]
+    node = _parsed(names.account, request.path_params["node"], "node")
     account = gateway.store.get_account(node)
     if not can_access_node(caller, node) or account is None or account.kind != "node":
         raise ApiError(f"no node {node}", 404)
