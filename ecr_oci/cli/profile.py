@@ -67,6 +67,9 @@ def attach(
     scrape: Annotated[str | None, typer.Option(help="The plugin's /metrics URL, scraped directly.")] = None,
     duration: Annotated[str, typer.Option(help="How long to scrape, with --scrape.")] = "30s",
     interval: Annotated[str, typer.Option(help="Seconds between scrapes, with --scrape.")] = "1s",
+    latency_metric: Annotated[str | None, typer.Option(
+        "--latency-metric", help="The plugin's own latency metric (seconds; histogram or summary), with --scrape; "
+                                 "its bundle label may be absent.")] = None,
     stage: Annotated[str, typer.Option(help="vw (Virtual Waggle) or node (a real Waggle node).")] = "node",
     workload: Annotated[str, typer.Option(help="What the plugin was doing.")] = "plugin run",
     accelerator: Annotated[str | None, typer.Option(help="Accelerator used, if any.")] = None,
@@ -84,6 +87,8 @@ def attach(
         raise ValidationError("give exactly one of --prometheus URL or --scrape URL")
     if stage not in ("vw", "node"):
         raise ValidationError(f"stage must be vw or node, not {stage!r}")
+    if latency_metric and not scrape:
+        raise ValidationError("--latency-metric works with --scrape (one plugin scraped directly)")
     ref, client = connect(reference, plain_http=plain_http, insecure=insecure,
                           username=username, password_stdin=password_stdin)
     bundle = fetch_bundle(client, ref)
@@ -97,7 +102,8 @@ def attach(
     else:
         assert scrape is not None
         err.print(f"scraping {scrape} for {duration} ...")
-        result = profile_scrape(scrape, context, interval=parse_duration(interval), duration=parse_duration(duration))
+        result = profile_scrape(scrape, context, interval=parse_duration(interval), duration=parse_duration(duration),
+                                latency_metric=latency_metric)
     digest = attach_profile(client, bundle, result, with_series=not no_series)
     if as_json:
         print(json.dumps(result.summary.to_dict(), indent=2, sort_keys=True))

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ecr_oci.errors import ValidationError
 from ecr_oci.profile import convention as c
 from ecr_oci.profile.errors import EmptyWindowError, ProfileError, ScrapeError
 from ecr_oci.profile.quantile import bucket_quantile, counter_increase
@@ -255,3 +257,32 @@ def _rate(readings: Sequence[Reading], value: Callable[[Reading], float | None])
 def _mean(values: Iterable[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return math.fsum(present) / len(present) if present else None
+
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_SUFFIXES = ("", "_bucket", "_count", "_sum")
+
+
+def map_latency_metric(snapshot: Snapshot, metric: str, bundle: str) -> Snapshot:
+    """A plugin's own latency metric read as the convention's (``--latency-metric``).
+
+    Samples of ``metric`` (histogram or summary, in seconds) are renamed to
+    ``ecr_inference_seconds``; those without a ``bundle`` label get ``bundle`` (the
+    reference that was scraped names the bundle). The convention's own latency samples
+    are dropped, so one run cannot mix two sources.
+
+    Raises:
+        ValidationError: ``metric`` is not a Prometheus metric name.
+    """
+    if not _METRIC_NAME.match(metric):
+        raise ValidationError(f"not a metric name: {metric!r}", field="latency-metric")
+    renamed = {metric + suffix: c.LATENCY + suffix for suffix in _SUFFIXES}
+    samples = []
+    for sample in snapshot.samples:
+        if sample.name in renamed:
+            labels = dict(sample.labels)
+            labels.setdefault(c.BUNDLE_LABEL, bundle)
+            samples.append(Sample(renamed[sample.name], labels, sample.value))
+        elif sample.name not in _LATENCY_SAMPLES:
+            samples.append(sample)
+    return Snapshot(snapshot.timestamp, tuple(samples))

@@ -16,7 +16,7 @@ import requests
 from ecr_oci.errors import ValidationError
 from ecr_oci.profile import convention as c
 from ecr_oci.profile.errors import ProfileError, ScrapeError
-from ecr_oci.profile.metrics import Snapshot, parse_exposition, read_convention, summarize
+from ecr_oci.profile.metrics import Snapshot, map_latency_metric, parse_exposition, read_convention, summarize
 from ecr_oci.profile.result import ProfileContext, ProfileResult
 from ecr_oci.profile.series import series_from_snapshots
 from ecr_oci.profile.summary import ProfileSummary, ScrapeSource, Window
@@ -143,8 +143,12 @@ def profile_scrape(
     duration: float,
     session: requests.Session | None = None,
     timeout: float = 5.0,
+    latency_metric: str | None = None,
 ) -> ProfileResult:
     """Scrape *endpoint* every *interval* for *duration* seconds and summarise the window.
+
+    With *latency_metric*, the plugin's own latency metric stands for
+    ``ecr_inference_seconds`` and needs no ``bundle`` label (:func:`map_latency_metric`).
 
     Args:
         endpoint: the plugin's ``/metrics`` URL.
@@ -161,4 +165,6 @@ def profile_scrape(
         EmptyWindowError: no inference happened during the window.
     """
     snapshots = collect(endpoint, interval=interval, duration=duration, session=session, timeout=timeout)
+    if latency_metric:
+        snapshots = [map_latency_metric(s, latency_metric, context.bundle) for s in snapshots]
     return profile_from_snapshots(snapshots, context, endpoint=endpoint, interval=interval)
