@@ -90,11 +90,18 @@ def profile_prometheus(
     if throughput is None:
         # Without an item counter, each latency observation counts as one item.
         throughput = run.value("throughput_per_second", run.q.rate(c.LATENCY + "_count"))
-    rss = run.value("peak_rss_bytes", run.q.peak_rss())
+    # The node exporter sees the whole container (any language, child processes); the
+    # plugin's own process_* metrics are the fallback where no exporter runs.
+    cpu = run.value("cpu_cores", run.q.container_cpu_cores(), optional=True)
+    if cpu is None:
+        cpu = run.value("cpu_cores", run.q.cpu_cores())
+    rss = run.value("peak_rss_bytes", run.q.container_peak_memory(), optional=True)
+    if rss is None:
+        rss = run.value("peak_rss_bytes", run.q.peak_rss())
     metrics = MetricsSummary(
         latency_seconds=latency,
         throughput_per_second=throughput or 0.0,
-        cpu_cores=run.value("cpu_cores", run.q.cpu_cores()),
+        cpu_cores=cpu,
         peak_rss_bytes=None if rss is None else int(rss),
         error_count=round(_increase(run.raw("error_count", c.ERRORS))),
         sample_count=sample_count,

@@ -84,6 +84,14 @@ class ProfileQueries:
         """Peak resident memory of the bundle's processes, summed over targets."""
         return f"sum(max_over_time({c.RSS_BYTES}{self.process}{self.range}) {self.of_bundle_targets})"
 
+    def container_cpu_cores(self) -> str:
+        """Average CPU cores used by the bundle's containers (``ecr node-exporter``)."""
+        return f"sum(rate({c.CONTAINER_CPU_SECONDS}{self.plugin}{self.range}))"
+
+    def container_peak_memory(self) -> str:
+        """Highest working set of the bundle's containers in the window, summed over containers."""
+        return f"sum(max_over_time({c.CONTAINER_MEMORY_WORKING_SET}{self.plugin}{self.range}))"
+
     def series_selectors(self) -> tuple[str, str]:
         """Selectors for the raw layer: plugin metrics, and the bundle targets' process metrics."""
         # A regex on __name__ takes every convention metric in one range query.

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ import yaml
 from tests.gateway.support import PASSWORDS, GatewayProcess
 from tests.nodes.conftest import ecr
 from tests.profile.support import PrometheusServer
-from tests.support import free_port
+from tests.support import free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -127,17 +128,35 @@ def test_the_loop_feed_spec_kube_play_metrics_profile_revocation(
         assert "Read-only file system" in podman("exec", f"{name}-plugin", "/usr/bin/python3", "-c",
                                                  "open('/app/model/x', 'w')").stderr
 
-        # Prometheus scrapes the plugin; the gateway's collector attaches a node profile by itself
+        # Prometheus scrapes the plugin and the node exporter; the gateway's collector attaches
+        # a node profile by itself, its CPU and memory from the exporter's container series
+        exporter_port = free_port()
+        exporter = subprocess.Popen(
+            [sys.executable, "-c", "from ecr_oci.cli import run; run()", "node-exporter", "--node", "VW01",
+             "--listen", f"127.0.0.1:{exporter_port}", "--engine", " ".join(PODMAN[:7]), "--feed", feed_url],
+            env={**os.environ, "ECR_USERNAME": "VW01", "ECR_PASSWORD": gw.nodes["VW01"]},
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         (tmp_path / "prom").mkdir()
-        prometheus = PrometheusServer(tmp_path / "prom", [f"127.0.0.1:{port}"], node="VW01", port=prom_port)
+        prometheus = None
         try:
+            wait_http(f"http://127.0.0.1:{exporter_port}/metrics", proc=exporter)
+            prometheus = PrometheusServer(tmp_path / "prom", [f"127.0.0.1:{port}", f"127.0.0.1:{exporter_port}"],
+                                          node="VW01", port=prom_port)
             performance = _wait_performance(feed_url, node_auth)
         finally:
-            prometheus.stop()
+            if prometheus:
+                prometheus.stop()
+            exporter.terminate()
+            exporter.wait(10)
         assert performance["node"] == "VW01" and performance["stage"] == "node"
         assert performance["latency_seconds"]["p50"] > 0
+        assert performance["cpu_cores"] > 0 and performance["peak_rss_bytes"] > 0
         referrers = gw.call("admin", "GET", f"/v2/{REPO}/referrers/{bundle}", f"repository:{REPO}:pull").json()
         assert performance["profile"] in {m["digest"] for m in referrers["manifests"]}
+        shown = ecr(gw, "admin", "profile", "show", f"{gw.host}/{REPO}@{bundle}", "--node", "VW01", "--json")
+        queries = [doc["source"]["queries"] for doc in json.loads(shown.stdout)]
+        assert any("ecr_container_cpu_seconds_total" in q["cpu_cores"]
+                   and "ecr_container_memory_working_set_bytes" in q["peak_rss_bytes"] for q in queries), queries
     finally:
         podman("kube", "down", str(spec_file), env=podman_env)
         podman("pod", "rm", "-f", name)
