@@ -153,6 +153,34 @@ def podman(
     _emit(spec.render(document, header=spec.podman_header(target, node)), output)
 
 
+@app.command("docker")
+@handle_errors
+def docker(
+    reference: Ref,
+    platform: Annotated[str | None, typer.Option("--platform", help="Default: this machine's.")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="Name of this node (label only).")] = None,
+    network: Annotated[str | None, typer.Option("--network", help="docker run --network (e.g. host).")] = None,
+    fetcher_image: Fetcher = None,
+    metrics_port: MetricsPort = spec.DEFAULT_METRICS_PORT,
+    env: Env = None,
+    output: Output = None,
+    plain_http: PlainHttp = None,
+    insecure: Insecure = False,
+    username: Username = None,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Print a shell script of docker commands that runs a bundle like the Pod does (docker has no Pods)."""
+    from ecr_oci.cli.bundle import host_platform
+
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure, username=username,
+                          password_stdin=password_stdin)
+    target = _target(client, ref, Platform.parse(platform or host_platform()))
+    document = spec.pod(target, fetcher_image=_fetcher(client, ref, fetcher_image), node=node,
+                        metrics_port=metrics_port, kubernetes=False)
+    _add_env(document, env)
+    _emit(spec.docker_script(document, target, network=network), output)
+
+
 @app.command("fetcher")
 @handle_errors
 def fetcher(

@@ -241,3 +241,56 @@ def podman_header(target: Target, node: str | None) -> list[str]:
         f"$(printf %s CREDENTIAL | base64) | podman secret create {CREDENTIALS_SECRET} -",
         "Then: podman kube play --network host THIS-FILE   (podman kube down THIS-FILE to stop)",
     ]
+
+
+def docker_script(document: dict[str, Any], target: Target, *, network: str | None = None) -> str:
+    """The same Pod as a POSIX shell script of ``docker`` commands (docker has no Pods):
+    a volume, the fetcher run once into it, then the plugin with the volume read-only.
+
+    Every value is shell-quoted: digests, paths and names are validated, but ``-e``
+    values and the registry address come from the user.
+    """
+    import shlex
+
+    q = shlex.quote
+    name = document["metadata"]["name"]
+    spec = document["spec"]
+    plugin = spec["containers"][0]
+    net = ["--network", network] if network else []
+    lines = [
+        "#!/bin/sh",
+        f"# Runs {target.repository}@{target.bundle} ({target.platform}) with docker.",
+        f"# Needs: docker login {target.registry} (the node's credential), and the same credential in",
+        "# ECR_USERNAME / ECR_PASSWORD for the model fetch.",
+        "set -eu",
+    ]
+    mounts: list[str] = []
+    if init := spec.get("initContainers"):
+        fetch = init[0]
+        volume = f"{name}-model"
+        env = [a for e in fetch["env"] if "value" in e for a in ("-e", f"{e['name']}={e['value']}")]
+        env += ["-e", "ECR_USERNAME", "-e", "ECR_PASSWORD"]
+        lines += [
+            f"docker volume rm -f {q(volume)} >/dev/null 2>&1 || true",
+            f"docker volume create {q(volume)} >/dev/null",
+            " ".join(["docker", "run", "--rm", *net, "-v", q(f"{volume}:/model"), *map(q, env), q(fetch["image"])]),
+        ]
+        mounts = ["-v", q(f"{volume}:{target.model_path}:ro")]
+    env = [a for e in plugin["env"] for a in ("-e", f"{e['name']}={e['value']}")]
+    annotations = {**document["metadata"]["annotations"], BUNDLE_ANNOTATION: target.bundle}
+    labels = [a for k, v in annotations.items() for a in ("--label", f"{k}={v}")]
+    memory = (plugin.get("resources") or {}).get("limits", {}).get("memory")
+    limits = ["--memory", _docker_memory(memory)] if memory else []
+    lines += [
+        f"docker rm -f {q(name)} >/dev/null 2>&1 || true",
+        " ".join(["docker", "run", "-d", "--restart", "on-failure", "--name", q(name), *net, *mounts, *limits,
+                  *map(q, env), *map(q, labels), q(plugin["image"])]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _docker_memory(quantity: str) -> str:
+    """A Kubernetes memory quantity as docker's ``--memory`` (bytes)."""
+    from ecr_oci.deploy.facts import quantity as parse
+
+    return str(int(parse(quantity)))
