@@ -21,6 +21,7 @@ not exist.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from ecr_oci.trust.keys import verify_bytes
 # of an approved bundle changed (what else can change, e.g. a new tag on an approved
 # digest, shows up after at most this).
 FRESH_SECONDS = 10.0
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 SIGNATURE_TYPES = frozenset({mt.COSIGN_ARTIFACT_TYPE, mt.COSIGN_SIMPLESIGNING, mt.SIGSTORE_BUNDLE})
 _MAX_CACHED = 4096
 
@@ -93,12 +95,23 @@ async def _json_manifest(gateway: Gateway, repository: str, digest: str) -> dict
     return doc if isinstance(doc, dict) else None
 
 
-async def _blob(gateway: Gateway, repository: str, digest: str, limit: int = 1 << 20) -> bytes | None:
-    resp = await gateway.upstream.http.get(f"/v2/{repository}/blobs/{digest}",
-                                           headers=gateway.upstream.repo_headers(repository))
-    if resp.status_code != 200 or len(resp.content) > limit or sha256_bytes(resp.content) != digest:
+async def _blob(gateway: Gateway, repository: str, layer: dict[str, Any], limit: int = 1 << 20) -> bytes | None:
+    """A small blob a manifest names (a profile summary, a signature payload), verified;
+    None when absent, larger than ``limit`` (by its descriptor, then while reading) or wrong."""
+    digest, size = layer.get("digest"), layer.get("size")
+    if not isinstance(digest, str) or not _DIGEST.match(digest) or not isinstance(size, int) \
+            or not 0 <= size <= limit:
         return None
-    return resp.content
+    path = f"/v2/{repository}/blobs/{digest}"
+    async with gateway.upstream.http.stream("GET", path, headers=gateway.upstream.repo_headers(repository)) as resp:
+        if resp.status_code != 200:
+            return None
+        data = b""
+        async for chunk in resp.aiter_bytes():
+            data += chunk
+            if len(data) > limit:
+                return None
+    return data if len(data) == size and sha256_bytes(data) == digest else None
 
 
 async def _static_part(gateway: Gateway, repository: str, digest: str) -> dict[str, Any] | None:
@@ -147,8 +160,7 @@ async def _profile(gateway: Gateway, repository: str, digest: str) -> dict[str, 
     doc = await _json_manifest(gateway, repository, digest) or {}
     summary = None
     for layer in doc.get("layers") or []:
-        if layer.get("mediaType") == mt.PROFILE_SUMMARY_LAYER and (raw := await _blob(gateway, repository,
-                                                                                        layer["digest"])):
+        if layer.get("mediaType") == mt.PROFILE_SUMMARY_LAYER and (raw := await _blob(gateway, repository, layer)):
             try:
                 summary = json.loads(raw)
             except ValueError:
@@ -176,7 +188,7 @@ async def _signature(gateway: Gateway, repository: str, bundle: str, digest: str
     public = gateway.countersign_key.key.public_key()
     out: list[tuple[bool, str]] = []
     for layer in (await _json_manifest(gateway, repository, digest) or {}).get("layers") or []:
-        payload = await _blob(gateway, repository, layer.get("digest", ""))
+        payload = await _blob(gateway, repository, layer, limit=64 << 10)
         claims = ss.parse_claims(payload) if payload else None
         if payload is None or claims is None or ss.claimed_digest(claims) != bundle:
             continue
@@ -351,6 +363,8 @@ async def node_spec(request: Request, gateway: Gateway) -> Response:
     repository = _parsed(names.repository, query.get("repository"), "repository")
     digest = _parsed(names.digest, query.get("digest"), "digest")
     node = _parsed(names.account, query.get("node"), "node")
+    if caller.kind == "node" and node != caller.name:
+        raise ApiError(f"no node {node} in deployment {deployment}", 404)  # its own spec only, like its feed
     missing = ApiError("no such bundle approved for this deployment", 404)
     if (repository, digest) not in set(gateway.store.approved_bundles(deployment)):
         raise missing

@@ -149,6 +149,8 @@ def test_feed_lists_approved_bundle_with_fit_signatures_and_performance(
     assert pod["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "w0a1"}
     assert pod["spec"]["initContainers"][0]["env"][3] == {"name": "ECR_MODEL_MANIFEST", "value": model["digest"]}
     assert requests.get(nodes["W0A1"]["spec"], auth=("W0C3", gw.nodes["W0C3"]), timeout=30).status_code == 404
+    assert requests.get(nodes["W0A1"]["spec"], auth=("W0B2", gw.nodes["W0B2"]), timeout=30).status_code == 404
+    assert requests.get(nodes["W0A1"]["spec"], auth=("admin", password_of("admin", gw)), timeout=30).ok
     other = nodes["W0A1"]["spec"].replace(neon["1.0.0"][7:], neon["2.0.0"][7:])  # not approved
     assert other != nodes["W0A1"]["spec"]
     assert requests.get(other, auth=("W0A1", gw.nodes["W0A1"]), timeout=30).status_code == 404
