@@ -130,9 +130,10 @@ def _print_table(profiles: list[AttachedProfile]) -> None:
         m = s.metrics
         rss = "-" if m.peak_rss_bytes is None else f"{m.peak_rss_bytes / 2**20:.0f} MiB"
         cpu = "-" if m.cpu_cores is None else f"{m.cpu_cores:.2f}"
+        lat = m.latency_seconds  # None: a resources-only profile
         table.add_row(s.node, s.stage, f"{s.hardware.model} ({s.hardware.arch})",
-                      s.window.end.strftime("%Y-%m-%d %H:%M:%S"), _ms(m.latency_seconds.p50),
-                      _ms(m.latency_seconds.p95), _ms(m.latency_seconds.p99), f"{m.throughput_per_second:.2f}",
+                      s.window.end.strftime("%Y-%m-%d %H:%M:%S"), _ms(lat.p50 if lat else None),
+                      _ms(lat.p95 if lat else None), _ms(lat.p99 if lat else None), f"{m.throughput_per_second:.2f}",
                       cpu, rss, str(m.error_count), str(m.sample_count))
     out.print(table)
 
@@ -172,7 +173,8 @@ def _plot(profiles: list[AttachedProfile], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(profiles) + 2), 4.5))
     labels = [f"{p.summary.node}\n{p.summary.hardware.arch} ({p.summary.stage})" for p in profiles]
     for i, key in enumerate(("p50", "p95", "p99")):
-        values = [getattr(p.summary.metrics.latency_seconds, key) * 1000 for p in profiles]
+        values = [getattr(p.summary.metrics.latency_seconds, key) * 1000 if p.summary.metrics.latency_seconds else 0.0
+                  for p in profiles]
         ax.bar([x + (i - 1) * 0.25 for x in range(len(profiles))], values, width=0.25, label=key)
     ax.set_xticks(list(range(len(profiles))), labels)
     ax.set_xlim(-0.6, len(profiles) - 0.4)

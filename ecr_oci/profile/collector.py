@@ -23,7 +23,7 @@ from ecr_oci.profile.attach import attach_profile
 from ecr_oci.profile.errors import EmptyWindowError, PrometheusError
 from ecr_oci.profile.hardware import detect_hardware
 from ecr_oci.profile.promapi import PrometheusClient
-from ecr_oci.profile.prometheus import profile_prometheus, running_bundles
+from ecr_oci.profile.prometheus import profile_prometheus, profile_resources, running_bundles
 from ecr_oci.profile.promql import matchers
 from ecr_oci.profile.result import ProfileContext
 from ecr_oci.profile.summary import Hardware, Window, Workload
@@ -125,7 +125,7 @@ class Collector:
         for pair in pairs:
             key = f"{pair.bundle}@{pair.node}"
             try:
-                digests = self._attach(pair.bundle, pair.node, window)
+                digests = self._attach(pair.bundle, pair.node, window, pair.instrumented)
             except EmptyWindowError as exc:
                 report.skipped.append(f"{key}: {exc}")
                 continue
@@ -139,7 +139,7 @@ class Collector:
                 report.skipped.append(f"{key}: not in this registry")
         return report
 
-    def _attach(self, bundle_digest: str, node: str, window: Window) -> list[str]:
+    def _attach(self, bundle_digest: str, node: str, window: Window, instrumented: bool = True) -> list[str]:
         """Profile one (bundle, node) once, attach it in every repository holding the bundle."""
         repos = self.locate(bundle_digest)
         if not repos:
@@ -148,7 +148,8 @@ class Collector:
         hardware = self.hardware_of(node) or prometheus_hardware(self.prometheus, node, window)
         context = ProfileContext(bundle=bundle_digest, node=node, stage="node", hardware=hardware,
                                  workload=Workload(description="automatic collection from Prometheus"))
-        result = profile_prometheus(self.prometheus, context, window)
+        # A plugin without a latency metric still gets CPU and memory (ecr node-exporter).
+        result = (profile_prometheus if instrumented else profile_resources)(self.prometheus, context, window)
         attached = []
         for repo in repos:
             bundle = fetch_bundle(self.client, Reference(self.client.registry, repo, digest=bundle_digest))

@@ -30,10 +30,12 @@ _MAX_POINTS = 10_000
 
 @dataclass(frozen=True, order=True)
 class RunningBundle:
-    """A bundle seen exporting its latency metric on a node."""
+    """A bundle seen running on a node: exporting its latency metric, or (``instrumented``
+    False) only in the node exporter's container series."""
 
     bundle: str
     node: str
+    instrumented: bool = True
 
 
 def running_bundles(client: PrometheusClient, start: datetime, end: datetime) -> list[RunningBundle]:
@@ -46,13 +48,16 @@ def running_bundles(client: PrometheusClient, start: datetime, end: datetime) ->
         PrometheusError: Prometheus is unreachable or rejects the query.
     """
     window = _to_millis(Window(start, end))
-    found = client.query_vector(running(window.seconds), window.end)
-    pairs = {
-        RunningBundle(s.labels[c.BUNDLE_LABEL], s.labels[c.NODE_LABEL])
-        for s in found
-        if s.labels.get(c.BUNDLE_LABEL) and s.labels.get(c.NODE_LABEL)
-    }
-    return sorted(pairs)
+
+    def pairs(metric: str) -> set[tuple[str, str]]:
+        found = client.query_vector(running(window.seconds, metric), window.end)
+        return {(s.labels[c.BUNDLE_LABEL], s.labels[c.NODE_LABEL]) for s in found
+                if s.labels.get(c.BUNDLE_LABEL) and s.labels.get(c.NODE_LABEL)}
+
+    instrumented = pairs(c.LATENCY + "_count")
+    containers = pairs(c.CONTAINER_CPU_SECONDS) - instrumented
+    return sorted([RunningBundle(b, n) for b, n in instrumented]
+                  + [RunningBundle(b, n, instrumented=False) for b, n in containers])
 
 
 def profile_prometheus(
@@ -119,6 +124,45 @@ def profile_prometheus(
         source=PrometheusSource(url=client.url, queries=dict(sorted(run.recorded.items())), interval_seconds=interval),
     )
     series = _series(client, run.q, window, interval) if with_series else ()
+    return ProfileResult(summary, series)
+
+
+def profile_resources(
+    client: PrometheusClient, context: ProfileContext, window: Window, *, with_series: bool = True
+) -> ProfileResult:
+    """A resources-only profile (no latency metric): CPU and memory of the bundle's containers
+    from ``ecr node-exporter`` series (``latency_seconds`` null, ``sample_count`` 0).
+
+    Raises:
+        ProfileError: no container series of the bundle on the node.
+        EmptyWindowError: fewer than two scrapes of them in the window.
+        PrometheusError: Prometheus is unreachable or rejects a query.
+    """
+    window = _to_millis(window)
+    run = _Run(client, ProfileQueries(context.bundle, context.node, window.seconds), window.end)
+    counters = run.raw("cpu_seconds", c.CONTAINER_CPU_SECONDS)
+    if not counters:
+        raise ProfileError(f"Prometheus has no {c.CONTAINER_CPU_SECONDS}{run.q.plugin} in the window")
+    if all(len(s.points) < 2 for s in counters):
+        raise EmptyWindowError("the window holds fewer than two scrapes of the container metrics")
+    peak = run.value("peak_rss_bytes", run.q.container_peak_memory(), optional=True)
+    metrics = MetricsSummary(
+        latency_seconds=None, throughput_per_second=0.0,
+        cpu_cores=run.value("cpu_cores", run.q.container_cpu_cores()),
+        peak_rss_bytes=None if peak is None else int(peak), error_count=0, sample_count=0,
+    )
+    summary = ProfileSummary(
+        bundle=context.bundle, node=context.node, stage=context.stage, hardware=context.hardware, window=window,
+        workload=context.workload, metrics=metrics,
+        source=PrometheusSource(url=client.url, queries=dict(sorted(run.recorded.items())),
+                                interval_seconds=_interval(counters)),
+    )
+    series: tuple[Series, ...] = ()
+    if with_series:
+        step = max(_interval(counters), window.seconds / _MAX_POINTS)
+        selector = f'{{__name__=~"ecr_container_.+",{run.q.plugin[1:]}'
+        series = tuple(sorted(client.query_range(selector, window.start, window.end, step),
+                              key=lambda s: (s.name, sorted(s.labels.items()))))
     return ProfileResult(summary, series)
 
 

@@ -100,10 +100,11 @@ class ProfileQueries:
         return plugin, f"{process} {self.same_target} {c.LATENCY}_count{self.plugin}"
 
 
-def running(window_seconds: float) -> str:
-    """The (bundle, node) pairs whose latency metric has samples in the window."""
+def running(window_seconds: float, metric: str = c.LATENCY + "_count") -> str:
+    """The (bundle, node) pairs whose ``metric`` (the latency count, or the node exporter's
+    container CPU counter) has samples in the window."""
     digest = 'bundle=~"sha256:[a-f0-9]{64}"'
     return (
         f"group by ({c.BUNDLE_LABEL}, {c.NODE_LABEL})"
-        f" (last_over_time({c.LATENCY}_count{{{digest}}}[{duration(window_seconds)}]))"
+        f" (last_over_time({metric}{{{digest}}}[{duration(window_seconds)}]))"
     )

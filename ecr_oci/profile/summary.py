@@ -118,7 +118,7 @@ class Latency:
 class MetricsSummary:
     """The summarised metrics of one bundle over one window."""
 
-    latency_seconds: Latency
+    latency_seconds: Latency | None  # None: resources only (no latency metric; ecr node-exporter)
     throughput_per_second: float
     cpu_cores: float | None  # average cores busy; None when process metrics are missing
     peak_rss_bytes: int | None
@@ -240,7 +240,7 @@ def _optional(value: float | None) -> float | None:
 def _metrics_to_dict(metrics: MetricsSummary) -> dict[str, Any]:
     latency = metrics.latency_seconds
     document: dict[str, Any] = {
-        "latency_seconds": {
+        "latency_seconds": None if latency is None else {
             "p50": round_float(latency.p50),
             "p95": round_float(latency.p95),
             "p99": round_float(latency.p99),
@@ -294,7 +294,7 @@ def _summary_from_dict(document: Mapping[str, Any]) -> ProfileSummary:
         window=Window(datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"])),
         workload=Workload(workload["description"], workload.get("input"), tuple(workload.get("args", ()))),
         metrics=MetricsSummary(
-            latency_seconds=Latency(
+            latency_seconds=None if latency is None else Latency(
                 latency["p50"], latency["p95"], latency["p99"], latency["mean"], latency["max"], latency["method"]
             ),
             throughput_per_second=metrics["throughput_per_second"],

@@ -1,6 +1,7 @@
 """`ecr node-exporter`: an uninstrumented plugin (a busybox loop, no metrics of its own) run
 under podman gets CPU and memory series labelled with its bundle, scraped by a real
-Prometheus; the bundle is found from the image digest through the deployment's feed."""
+Prometheus; the bundle is found from the image digest through the deployment's feed; the
+gateway's collector attaches a resources-only profile by itself, which the feed shows."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from ecr_oci.deploy.fetcher import build_fetcher_layout
 from tests.conftest import BASE_METADATA, write_bundle
-from tests.gateway.support import GatewayProcess
+from tests.gateway.support import PASSWORDS, GatewayProcess
 from tests.nodes.conftest import ecr
 from tests.profile.support import PrometheusServer
 from tests.support import free_port, run, wait_http
@@ -29,8 +32,23 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def busy_bundle(gw: GatewayProcess, tmp_path: Path, tiny_layout: Path) -> Iterator[tuple[str, str]]:
+def cgw(tmp_path: Path) -> Iterator[tuple[GatewayProcess, int]]:
+    """A gateway collecting profiles every 3 s from a Prometheus (started later) on a known port."""
+    prom_port = free_port()
+    (tmp_path / "gw").mkdir()
+    gateway = GatewayProcess(tmp_path / "gw" / "data", extra_args=[
+        "--collect-prometheus", f"http://127.0.0.1:{prom_port}", "--collect-interval", "3s"])
+    gateway.start()
+    for user, password in PASSWORDS.items():
+        gateway.admin().add_user(user, password)
+    yield gateway, prom_port
+    gateway.stop()
+
+
+@pytest.fixture
+def busy_bundle(cgw: tuple[GatewayProcess, int], tmp_path: Path, tiny_layout: Path) -> Iterator[tuple[str, str]]:
     """A bundle whose amd64 image is a busybox CPU loop, approved for deployment `exp`; (bundle, image)."""
+    gw = cgw[0]
     layout = tmp_path / "oci"
     build_fetcher_layout(layout, tmp_path, tag="amd64")
     run(["umoci", "config", "--no-history", "--image", f"{layout}:amd64", "--clear=config.entrypoint",
@@ -52,9 +70,10 @@ def busy_bundle(gw: GatewayProcess, tmp_path: Path, tiny_layout: Path) -> Iterat
     yield bundle, entry["platforms"][0]["digest"]
 
 
-def test_uninstrumented_plugin_gets_cpu_and_memory_series_in_prometheus(
-    gw: GatewayProcess, busy_bundle: tuple[str, str], tmp_path: Path
+def test_uninstrumented_plugin_gets_a_cpu_and_memory_profile_through_prometheus(
+    cgw: tuple[GatewayProcess, int], busy_bundle: tuple[str, str], tmp_path: Path
 ) -> None:
+    gw, prom_port = cgw
     bundle, image_digest = busy_bundle
     image = f"{gw.host}/{REPO}@{image_digest}"
     token = base64.b64encode(f"VW02:{gw.nodes['VW02']}".encode()).decode()
@@ -65,7 +84,7 @@ def test_uninstrumented_plugin_gets_cpu_and_memory_series_in_prometheus(
                               "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                               "--memory", "64m", image], capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stderr
-    port, prom_port = free_port(), free_port()
+    port = free_port()
     env = {**os.environ, "ECR_USERNAME": "VW02", "ECR_PASSWORD": gw.nodes["VW02"]}
     exporter = subprocess.Popen(
         [sys.executable, "-c", "from ecr_oci.cli import run; run()", "node-exporter", "--node", "VW02",
@@ -86,6 +105,16 @@ def test_uninstrumented_plugin_gets_cpu_and_memory_series_in_prometheus(
         prometheus.wait_for(query, 0.2, timeout=40)  # a busy loop uses most of a core
         memory = _query(prometheus.url, f'ecr_container_memory_working_set_bytes{{bundle="{bundle}"}}')
         assert 0 < memory <= 64 * 2**20
+        # nobody asks: the collector attaches a resources-only profile, and the feed shows it
+        performance = _wait_performance(f"{gw.url}/api/v1/deployments/exp/feed", ("VW02", gw.nodes["VW02"]))
+        assert performance["node"] == "VW02" and performance["latency_seconds"] == {}
+        assert performance["cpu_cores"] > 0.2 and 0 < performance["peak_rss_bytes"] <= 64 * 2**20
+        shown = ecr(gw, "admin", "profile", "show", f"{gw.host}/{REPO}@{bundle}", "--node", "VW02", "--json")
+        doc = json.loads(shown.stdout)[0]
+        assert doc["metrics"]["latency_seconds"] is None and doc["metrics"]["sample_count"] == 0
+        assert "ecr_container_cpu_seconds_total" in doc["source"]["queries"]["cpu_cores"]
+        listed = ecr(gw, "admin", "profile", "list", f"{gw.host}/{REPO}@{bundle}")
+        assert listed.returncode == 0 and "VW02" in listed.stdout, listed.stderr
     finally:
         if prometheus:
             prometheus.stop()
@@ -96,6 +125,16 @@ def test_uninstrumented_plugin_gets_cpu_and_memory_series_in_prometheus(
             exporter.kill()
         subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name], capture_output=True, timeout=120, check=False)
         subprocess.run([*PODMAN, "rmi", image], capture_output=True, timeout=120, check=False)
+
+
+def _wait_performance(feed_url: str, auth: tuple[str, str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        bundles = requests.get(feed_url, auth=auth, timeout=30).json()["bundles"]
+        if bundles and (performance := bundles[0]["nodes"][0]["performance"]):
+            return dict(performance)
+        time.sleep(1)
+    raise AssertionError("the collector attached no profile the feed shows")
 
 
 def _query(url: str, promql: str) -> float:
