@@ -77,6 +77,13 @@ def _add_env(document: dict[str, object], env: list[str] | None) -> None:
     container["env"] += pairs
 
 
+def _checked_node(node: str | None) -> str | None:
+    """A node id from the command line (it lands in labels, selectors and comments)."""
+    from ecr_oci.profile.convention import check_node
+
+    return check_node(node) if node is not None else None
+
+
 def _emit(text: str, output: Path | None) -> None:
     if output:
         output.write_text(text)
@@ -115,6 +122,7 @@ def k8s(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Print a Kubernetes Pod that runs a bundle on a Waggle node (k3s)."""
+    _checked_node(node)
     ref, client = connect(reference, plain_http=plain_http, insecure=insecure, username=username,
                           password_stdin=password_stdin)
     chosen = Platform.parse(platform) if platform else _node_platform(server or client.base_url, node, insecure)
@@ -142,6 +150,7 @@ def podman(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Print a Pod for `podman kube play` that runs a bundle on this machine (a Virtual Waggle)."""
+    _checked_node(node)
     from ecr_oci.cli.bundle import host_platform
 
     ref, client = connect(reference, plain_http=plain_http, insecure=insecure, username=username,
@@ -170,6 +179,7 @@ def docker(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Print a shell script of docker commands that runs a bundle like the Pod does (docker has no Pods)."""
+    _checked_node(node)
     from ecr_oci.cli.bundle import host_platform
 
     ref, client = connect(reference, plain_http=plain_http, insecure=insecure, username=username,

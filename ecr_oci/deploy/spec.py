@@ -214,7 +214,8 @@ def pod(target: Target, *, fetcher_image: str, node: str | None = None, node_sel
 
 def render(document: dict[str, Any], *, header: list[str] | None = None) -> str:
     """YAML with a comment header (lines are ours, never metadata: nothing to escape)."""
-    comments = "".join(f"# {line}\n" for line in header or [])
+    # One comment line per entry, whatever the entry holds (a newline would end the comment).
+    comments = "".join("# " + " ".join(line.splitlines()) + "\n" for line in header or [])
     return comments + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
 
 

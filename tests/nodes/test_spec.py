@@ -85,3 +85,20 @@ def test_missing_platform_and_non_bundles_are_refused() -> None:
         spec.plan(index(), D["index"], MODEL, Platform.parse("linux/riscv64"), registry="h", repository="a/b")
     with pytest.raises(ValidationError):
         spec.plan({"manifests": []}, D["index"], None, Platform.parse("linux/amd64"), registry="h", repository="a/b")
+
+
+def test_header_lines_stay_comments() -> None:
+    target = spec.plan(index(), D["index"], MODEL, Platform.parse("linux/amd64"), registry="h", repository="a/b")
+    pod = spec.pod(target, fetcher_image="f")
+    text = spec.render(pod, header=["one\nkind: Secret", "two"])
+    assert text.startswith("# one kind: Secret\n# two\n") and yaml.safe_load(text) == pod
+
+
+def test_docker_script_quotes_every_value() -> None:
+    target = spec.plan(index(), D["index"], MODEL, Platform.parse("linux/amd64"), registry="h:5000", repository="a/b")
+    pod = spec.pod(target, fetcher_image="h:5000/ecr/model-fetcher@" + D["src"], kubernetes=False)
+    pod["spec"]["containers"][0]["env"].append({"name": "NOTE", "value": "$(id); `id` 'x'"})
+    script = spec.docker_script(pod, target, network="host")
+    assert "'NOTE=$(id); `id` '\"'\"'x'\"'\"''" in script
+    assert f"-v bird-detector-{'1' * 12}-model:/app/model:ro" in script and "--memory 268435456" in script
+    assert "ECR_PASSWORD=" not in script and "-e ECR_PASSWORD " in script
