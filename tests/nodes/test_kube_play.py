@@ -27,7 +27,7 @@ import yaml
 from tests.gateway.support import PASSWORDS, GatewayProcess
 from tests.nodes.conftest import ecr
 from tests.profile.support import PrometheusServer
-from tests.support import free_port, wait_http
+from tests.support import die_with_parent, free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ def test_the_loop_feed_spec_kube_play_metrics_profile_revocation(
             [sys.executable, "-c", "from ecr_oci.cli import run; run()", "node-exporter", "--node", "VW01",
              "--listen", f"127.0.0.1:{exporter_port}", "--engine", " ".join(PODMAN[:7]), "--feed", feed_url],
             env={**os.environ, "ECR_USERNAME": "VW01", "ECR_PASSWORD": gw.nodes["VW01"]},
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         (tmp_path / "prom").mkdir()
         prometheus = None
         try:

@@ -24,7 +24,7 @@ from tests.conftest import BASE_METADATA, write_bundle
 from tests.gateway.support import PASSWORDS, GatewayProcess
 from tests.nodes.conftest import ecr
 from tests.profile.support import PrometheusServer
-from tests.support import free_port, run, wait_http
+from tests.support import die_with_parent, free_port, run, wait_http
 
 PODMAN = ["podman", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
 REPO = "alice/busy-loop"
@@ -90,7 +90,7 @@ def test_uninstrumented_plugin_gets_a_cpu_and_memory_profile_through_prometheus(
         [sys.executable, "-c", "from ecr_oci.cli import run; run()", "node-exporter", "--node", "VW02",
          "--listen", f"127.0.0.1:{port}", "--engine", " ".join(PODMAN),
          "--feed", f"{gw.url}/api/v1/deployments/exp/feed"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     prometheus = None
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics", proc=exporter)
