@@ -22,6 +22,12 @@ from ecr_oci.registry.client import MANIFEST_ACCEPT
 
 STAGES = ("submitted", "tested-vw", "tested-node", "approved", "deprecated")
 PER_DEPLOYMENT = frozenset({"approved"})
+# Two axes: a bundle's lifecycle (global events: submitted, tested-vw, tested-node,
+# deprecated) and its approvals (per deployment). Only deprecation ends every approval;
+# a stage set for one deployment ends that deployment's. Testing stages record
+# maturity: a profile from a node running an approved bundle moves it to tested-node
+# without taking the approval away.
+WITHDRAWS_ALL = frozenset({"deprecated"})
 
 
 class StageError(Exception):
@@ -120,10 +126,10 @@ async def set_stage(
     if stage == "approved":
         closure = await content_closure(upstream, store, repository, digest)
         store.approve_content(repository, deployment, digest, closure)
-    else:
-        # Any other stage withdraws approval: for one deployment, or all of them.
-        deployments = {e.deployment for e in store.stage_events(repository, digest) if e.stage == "approved"}
-        for dep in ([deployment] if deployment else deployments):
+    elif deployment:
+        store.revoke_content(repository, deployment, digest)
+    elif stage in WITHDRAWS_ALL:
+        for dep in {e.deployment for e in store.stage_events(repository, digest) if e.stage == "approved"}:
             store.revoke_content(repository, dep, digest)
     store.add_stage_event(event)
     return event
@@ -142,7 +148,8 @@ def profile_transition(store: StateStore, policy: StagePolicy, repository: str, 
     target = policy.profile_triggers.get((annotations or {}).get(PROFILE_STAGE, ""))
     if target is None:
         return None
-    reached = [STAGES.index(e.stage) for e in store.stage_events(repository, subject) if e.stage in STAGES]
+    reached = [STAGES.index(e.stage) for e in store.stage_events(repository, subject)
+               if e.stage in STAGES and not e.deployment]  # the lifecycle axis only
     if reached and max(reached) >= STAGES.index(target):
         return None
     event = StageEvent(repository, subject, target, "", f"{actor} (profile)", time.time(),
@@ -156,7 +163,7 @@ def current_stages(events: list[StageEvent]) -> dict[str, str]:
     out: dict[str, str] = {}
     for event in events:
         out[event.deployment] = event.stage
-        if not event.deployment and event.stage != "approved":
-            # A global transition (e.g. deprecated) supersedes per-deployment approvals.
+        if not event.deployment and event.stage in WITHDRAWS_ALL:
+            # Deprecation supersedes every per-deployment approval.
             out = {k: (event.stage if v == "approved" else v) for k, v in out.items()}
     return out

@@ -233,3 +233,44 @@ def test_a_profile_moves_the_bundle_to_tested_vw_when_policy_says_so(gw: Gateway
     # one move per stage reached (the second vw profile changes nothing), each with its profile as evidence
     assert [e["stage"] for e in events] == ["tested-vw", "tested-node"]
     assert all(e["evidence"]["profile"].startswith("sha256:") and e["actor"].endswith("(profile)") for e in events)
+
+
+def test_a_node_profile_moves_an_approved_bundle_to_tested_node_and_keeps_the_approval(
+        gw: GatewayProcess, tiny_layout: Path, tmp_path: Path) -> None:
+    """Lifecycle and approvals are two axes: a node can only run approved content, so the
+    node profile that moves a bundle to tested-node arrives after the approval and must
+    neither be ignored nor take the approval away."""
+    import json
+
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="node-staged"))
+    ref = f"{gw.host}/alice/node-staged:0.1.0"
+    pushed = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.strip().split("@")[1]
+    gw.admin("alice").set_visibility("alice/node-staged", "protected")
+    gw.admin().set_stage("alice/node-staged", "0.1.0", "approved", "matrix")
+    policy = gw.data_dir / "stage-policy.json"
+    policy.write_text(json.dumps({"profile_triggers": {"node": "tested-node"}}))
+    exporter = Exporter(bundle=digest)
+    try:
+        exporter.start_workload()
+        endpoint = exporter.serve("direct")
+        attached = ecr(gw, "alice", "profile", "attach", ref, "--scrape", endpoint, "--duration", "1s",
+                       "--interval", "0.5s", "--node", "W0A1", "--stage", "node", "--json")
+        assert attached.returncode == 0, attached.stderr
+    finally:
+        exporter.stop()
+        policy.unlink()
+    events = requests.get(f"{gw.url}/api/v1/repositories/alice/node-staged/stages",
+                          auth=("alice", password_of("alice", gw)), timeout=10).json()["events"]
+    assert [(e["stage"], e["deployment"]) for e in events if e["digest"] == digest] == [
+        ("approved", "matrix"), ("tested-node", "")]
+    detail = requests.get(f"{gw.url}/api/v1/bundles/alice/node-staged", auth=("alice", password_of("alice", gw)),
+                          timeout=10).json()
+    assert detail["versions"][0]["stages"] == {"matrix": "approved", "": "tested-node"}
+    # the deployment's node still pulls it
+    scope = "repository:alice/node-staged:pull"
+    assert gw.call("node-ok", "GET", "/v2/alice/node-staged/manifests/0.1.0", scope).status_code == 200
+    # deprecation, and only it, still ends every approval
+    gw.admin().set_stage("alice/node-staged", "0.1.0", "deprecated")
+    assert gw.call("node-ok", "GET", "/v2/alice/node-staged/manifests/0.1.0", scope).status_code == 401
