@@ -24,7 +24,7 @@ import pytest
 import requests
 import yaml
 
-from tests.gateway.support import PASSWORDS, GatewayProcess
+from tests.gateway.support import PASSWORDS, GatewayProcess, password_of
 from tests.nodes.conftest import ecr
 from tests.profile.support import PrometheusServer
 from tests.support import die_with_parent, free_port, wait_http
@@ -60,6 +60,8 @@ def loop_gw(tmp_path: Path) -> Iterator[tuple[GatewayProcess, int]]:
     gateway = GatewayProcess(tmp_path / "gw" / "data", extra_args=[
         "--collect-prometheus", f"http://127.0.0.1:{prom_port}", "--collect-interval", "3s"])
     gateway.start()
+    # the stage moves on the profile's evidence, without anyone typing a command
+    (gateway.data_dir / "stage-policy.json").write_text(json.dumps({"profile_triggers": {"node": "tested-node"}}))
     admin = gateway.admin()
     for user, password in PASSWORDS.items():
         admin.add_user(user, password)
@@ -157,6 +159,11 @@ def test_the_loop_feed_spec_kube_play_metrics_profile_revocation(
         queries = [doc["source"]["queries"] for doc in json.loads(shown.stdout)]
         assert any("ecr_container_cpu_seconds_total" in q["cpu_cores"]
                    and "ecr_container_memory_working_set_bytes" in q["peak_rss_bytes"] for q in queries), queries
+        events = requests.get(f"{gw.url}/api/v1/repositories/{REPO}/stages", auth=("admin", password_of("admin", gw)),
+                              timeout=30).json()["events"]
+        moved = [e for e in events if e["digest"] == bundle and e["stage"] == "tested-node"]
+        assert moved and moved[0]["deployment"] == "" and moved[0]["actor"].endswith("(profile)"), events
+        assert moved[0]["evidence"]["profile"] in {m["digest"] for m in referrers["manifests"]}
     finally:
         podman("kube", "down", str(spec_file), env=podman_env)
         podman("pod", "rm", "-f", name)
