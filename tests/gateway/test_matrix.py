@@ -51,14 +51,14 @@ def test_pull_tags_referrers(gw: GatewayProcess, caller: str | None, repo: str) 
         # referrers fallback tag, and the signature as the one referrer
         hex_ = digest.split(":")[1]
         listed = set(tags.json()["tags"])
-        # (test_push may have added by-* tags naming the same manifest, in any test order)
+        # (other tests add tags to these repositories, in any order: check what must and must not be there)
         if caller and caller.startswith("node"):
             # a node sees tags of its approved content only: not the referrers fallback index
-            assert {"1.0.0", f"sha256-{hex_}.sig"} <= listed and f"sha256-{hex_}" not in listed
-            assert all(t.startswith("by-") for t in listed - {"1.0.0", f"sha256-{hex_}.sig"})
+            # of the approved digest, nor tags of other pushes (test_delete's "scratch")
+            assert {"1.0.0", f"sha256-{hex_}.sig"} <= listed, listed
+            assert f"sha256-{hex_}" not in listed and "scratch" not in listed, listed
         else:
-            assert {"1.0.0", f"sha256-{hex_}", f"sha256-{hex_}.sig"} <= listed
-            assert all(t.startswith("by-") for t in listed - {"1.0.0", f"sha256-{hex_}", f"sha256-{hex_}.sig"})
+            assert {"1.0.0", f"sha256-{hex_}", f"sha256-{hex_}.sig"} <= listed, listed
         assert refs.status_code == 200
         assert [m["artifactType"] for m in refs.json()["manifests"]] == [mt.COSIGN_ARTIFACT_TYPE]
         assert head.status_code == 200
