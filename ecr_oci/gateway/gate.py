@@ -19,6 +19,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ecr_oci import jsontext, spec
 from ecr_oci import mediatypes as mt
@@ -80,6 +81,9 @@ def _descriptor(value: Any, where: str) -> dict[str, Any]:
         not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values())
     ):
         raise GateError(f"{where}.annotations: must map strings to strings")
+    urls = value.get("urls")
+    if urls is not None:
+        _urls(urls, f"{where}.urls")
     platform = value.get("platform")
     if platform is not None and (
         not isinstance(platform, dict)
@@ -88,6 +92,19 @@ def _descriptor(value: Any, where: str) -> dict[str, Any]:
     ):
         raise GateError(f"{where}.platform: needs string os and architecture")
     return value
+
+
+def _urls(value: Any, where: str) -> None:
+    """Foreign-layer URLs: http(s), absolute, no fragment (what Distribution checks, with a 400 here)."""
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+        raise GateError(f"{where}: must be a list of URLs")
+    for url in value:
+        try:
+            parsed = urlsplit(url)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.fragment:
+            raise GateError(f"{where}: {url[:200]!r} is not an http(s) URL without a fragment")
 
 
 def structural(data: bytes, content_type: str, limit: int) -> Checked:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.digest import sha256_bytes
-from ecr_oci.gateway import bundle_index, catalog, gate, names, releases
+from ecr_oci.gateway import bundle_index, catalog, gate, names, ranges, releases
 from ecr_oci.gateway.core import Gateway, oci_error
 from ecr_oci.gateway.policy import DELETE, PULL, PUSH, Caller, is_release_tag
 from ecr_oci.gateway.referrers import add_to_fallback, index_document, referrer_of
@@ -98,6 +98,9 @@ def _parse(path: str, method: str) -> Target | Response:
         elif route in ("blob", "referrers"):
             ref = names.digest(ref)
     except names.InvalidName as exc:
+        if exc.code == "TAG_INVALID" and method != "PUT":
+            # No manifest can have that name: what the conformance suite (and Distribution) answer.
+            return oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
         return oci_error(400, exc.code, str(exc))
     return Target(route, name, ref)
 
@@ -139,6 +142,7 @@ async def forward(
     params: list[tuple[str, str | int | float | bool | None]] | None = None,
     extra_headers: dict[str, str] | None = None,
     send_body: bool = True,
+    without: tuple[str, ...] = (),
 ) -> Response:
     """Send the request on to the registry, with a token for exactly ``action``, and stream its answer back.
 
@@ -146,7 +150,7 @@ async def forward(
     registry: no client path fragment or query parameter passes through unread.
     """
     # Clients (skopeo) send Accept as several header lines: keep them all.
-    headers = {k: ", ".join(v) for k in _REQUEST_HEADERS if (v := request.headers.getlist(k))}
+    headers = {k: ", ".join(v) for k in _REQUEST_HEADERS if k not in without and (v := request.headers.getlist(k))}
     headers.update(gateway.upstream.auth_header("repository", target.name, _UPSTREAM_ACTIONS[action]))
     if target.route == "upload":
         # Distribution reads upload parameters with Go's FormValue, which parses a form
@@ -167,6 +171,12 @@ async def forward(
     )
     resp = await gateway.upstream.http.send(upstream_request, stream=True)
     out = _response_headers(gateway, request, resp)
+    if resp.status_code == 416 and target.route == "blob":
+        # Distribution announces the blob's Content-Length before Go's range check fails,
+        # then sends a short text: answer the 416 itself, whole (the connection is dropped).
+        await resp.aclose()
+        out.pop("content-length", None)
+        return Response(b"", status_code=416, headers=out)
     if request.method == "HEAD" or resp.status_code in (204, 304):
         # Read the (empty) body so the connection goes back to the pool: closing an
         # unread response makes httpcore drop the connection, a TCP handshake per HEAD.
@@ -278,7 +288,27 @@ async def _blob(gateway: Gateway, request: Request, caller: Caller, target: Targ
             if request.method == "GET":
                 gateway.metrics.bytes.labels("out").inc(size)
             return local
+    if "range" in request.headers:
+        return await _ranged_blob(gateway, request, target, action, request.headers["range"])
     return await forward(gateway, request, target, action)
+
+
+async def _ranged_blob(gateway: Gateway, request: Request, target: Target, action: str, header: str) -> Response:
+    """A proxied ranged read, answered as RFC 9110 says (ranges.py) rather than as Go 1.19 does
+    (416 for an ignorable range, ``bytes=-0`` as an inverted 206). One HEAD for the size;
+    only resumed downloads pay it."""
+    if not ranges.is_valid(header):
+        return await forward(gateway, request, target, action, without=("range",))
+    head = await gateway.upstream.head(target.upstream_path, target.name)
+    size = head.headers.get("content-length", "")
+    if head.status_code != 200 or not size.isdigit():
+        return await forward(gateway, request, target, action, without=("range",))
+    try:
+        wanted = ranges.resolve(header, int(size))
+    except ranges.Unsatisfiable as exc:
+        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
+    normalized = "bytes=" + ",".join(f"{start}-{end - 1}" for start, end in wanted)
+    return await forward(gateway, request, target, action, extra_headers={"range": normalized})
 
 
 async def _release_guard(gateway: Gateway, caller: Caller, name: str, digest: str, event: str) -> Response | None:
@@ -368,7 +398,8 @@ async def _upload(gateway: Gateway, request: Request, caller: Caller, target: Ta
                 params += [("mount", mount[1]), ("from", mount[0])]
                 extra = {"Authorization": gateway.upstream.bearer_for([(name, ("pull", "push")),
                                                                       (mount[0], ("pull",))])}
-    if request.method == "PATCH" and (content_range := request.headers.get("content-range")):
+    content_range = request.headers.get("content-range")
+    if content_range and request.method in ("PATCH", "PUT") and request.headers.get("content-length") != "0":
         refused = await _out_of_order(gateway, request, target, content_range)
         if refused is not None:
             return refused
@@ -401,13 +432,17 @@ def _mount_decision(gateway: Gateway, caller: Caller, name: str, source: str | N
     return (source_name, digest) if allowed else None
 
 
+# Chunk ranges as clients send them: the spec's ``0-29``, and RFC 9110's ``bytes 0-29/*``
+# or ``bytes 0-29/60`` (also seen: ``bytes=0-29``).
+_CHUNK_RANGE = re.compile(r"^(?:bytes[ =]\s*)?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
+
+
 async def _out_of_order(gateway: Gateway, request: Request, target: Target, content_range: str) -> Response | None:
-    """416 for a chunk that does not start where the upload stands (distribution-spec 1.1;
+    """416, with the ``Range`` received so far, for a chunk that does not start where the
+    upload stands or whose ``Content-Range`` is unreadable (distribution-spec 1.1;
     Distribution 2.8 accepts it and corrupts the session). Asks the registry for the
     upload status first, so only chunked uploads pay one extra round trip per chunk."""
-    match = re.match(r"^(?:bytes[ =])?(\d+)-(\d+)$", content_range.strip())
-    if not match:
-        return oci_error(416, "BLOB_UPLOAD_INVALID", "Content-Range must be <start>-<end>")
+    match = _CHUNK_RANGE.match(content_range.strip())
     state: list[tuple[str, str | int | float | bool | None]] = [
         ("_state", v) for v in request.query_params.getlist("_state")]
     status = await gateway.upstream.http.get(
@@ -416,12 +451,17 @@ async def _out_of_order(gateway: Gateway, request: Request, target: Target, cont
     if status.status_code != 204:
         return None  # unknown session: the registry answers the PATCH itself
     stands = status.headers.get("range", "0-0")
-    end = int(stands.split("-")[-1])
-    expected = end + 1 if end > 0 else 0
-    if int(match[1]) == expected:
+    end = int(stands.split("-")[-1]) if re.match(r"^0-\d{1,19}$", stands) else 0
+    # Distribution says "0-0" for an empty upload and for a one-byte one alike: either start goes on.
+    expected = {end + 1} if end > 0 else {0, 1}
+    received = {"Range": stands}
+    if match is None:
+        return oci_error(416, "BLOB_UPLOAD_INVALID", "Content-Range must be <start>-<end>", headers=received)
+    start, last = int(match[1]), int(match[2])
+    if start in expected and last >= start:
         return None
-    return oci_error(416, "BLOB_UPLOAD_INVALID", f"chunk starts at {match[1]}, the upload stands at {expected}",
-                     headers={"Range": f"0-{max(expected - 1, 0)}"})
+    return oci_error(416, "BLOB_UPLOAD_INVALID", f"chunk {start}-{last} does not continue the upload ({stands})",
+                     headers=received)
 
 
 def _accepts(request: Request, media_type: str) -> bool:

@@ -14,13 +14,26 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, RangeNotSatisfiable
+
+from ecr_oci.gateway import ranges
 
 _DIGEST = re.compile(r"^sha256:([a-f0-9]{64})$")
 
 
 class BlobFileResponse(FileResponse):
     chunk_size = 1 << 20  # fewer trips through the event loop than the 64 KiB default
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        """Starlette answers 400 to a malformed range; RFC 9110 wants it ignored (see ranges.py).
+
+        An empty list makes FileResponse send the whole file with 200.
+        """
+        try:
+            return ranges.resolve(http_range, file_size)
+        except ranges.Unsatisfiable as exc:
+            raise RangeNotSatisfiable(exc.size) from None
 
 
 class LocalBlobs:

@@ -72,6 +72,9 @@ class EmbeddedRegistry:
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n  relativeurls: true\n  secret: {secret}\n"
+            # Non-distributable (foreign) layers name where to fetch them: Distribution 2.7+
+            # refuses every URL unless an allow list is set (and answers 500).
+            "validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n"
             "auth:\n  token:\n"
             f"    realm: {realm}\n    service: {UPSTREAM_SERVICE}\n    issuer: {issuer}\n"
             f"    rootcertbundle: {cert_path}\n"

@@ -14,6 +14,7 @@ import pytest
 
 from ecr_oci.digest import sha256_bytes
 from tests.gateway.support import PASSWORDS, GatewayProcess, push_image
+from tests.gateway.test_conformance import PAYLOAD, check_ranges
 from tests.support import Registry, start_registry
 
 
@@ -72,3 +73,10 @@ def test_memory_stays_flat_while_streaming(fronted: tuple[GatewayProcess, Regist
     assert (tmp_path / "back").stat().st_size == blob.stat().st_size
     grown_mib = (_peak_rss_kib(gw.proc.pid) - before) / 1024
     assert grown_mib < 48, f"gateway peak memory grew by {grown_mib:.0f} MiB for a 192 MiB blob"
+
+
+def test_proxied_blob_ranges_follow_rfc9110(fronted: tuple[GatewayProcess, Registry]) -> None:
+    """The same answers as from local storage (test_conformance), here from the registry's Go server."""
+    gw, _ = fronted
+    push_image(gw.client("alice"), "alice/ranged", "1.0.0", payload=PAYLOAD)
+    assert check_ranges(gw, "alice/ranged", sha256_bytes(PAYLOAD), PAYLOAD) == []
