@@ -1,12 +1,26 @@
-"""The OpenAPI 3.1 description of ``/api/v1`` (served at ``/api/v1/openapi.json``)."""
+"""The OpenAPI 3.1 description of ``/api/v1`` (served at ``/api/v1/openapi.json``).
+
+Names carry the grammar of :mod:`ecr_oci.gateway.names` as patterns, so a request valid
+by this document is one the API accepts (tests/gateway/test_fuzz.py drives every
+operation from it with schemathesis and checks exactly that).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY = {"type": "string", "format": "ecr-repository", "pattern": rf"^{_COMPONENT}(?:/{_COMPONENT})*$",
+              "maxLength": 255}
+USER = {"type": "string", "pattern": rf"^{_COMPONENT}$", "maxLength": 64}
+LABEL = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}  # accounts, nodes, deployments
+DIGEST = {"type": "string", "pattern": r"^sha256:[a-f0-9]{64}$"}
+REFERENCE = {"type": "string", "pattern": r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[a-f0-9]{64})$"}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": REPOSITORY,
          "description": "Repository name, e.g. alice/bird-detector (slashes allowed)."}
+_ACCOUNT = {"name": "account", "in": "path", "required": True, "schema": LABEL,
+            "description": "A user or node name."}
 
 
 def _op(summary: str, *, body: str | None = None, params: list[dict[str, Any]] | None = None,
@@ -45,19 +59,26 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/users": {"post": _op("Create or update a user", body="NewUser", ok="201", auth="admin")},
         "/api/v1/users/{account}/tokens": {"post": _op(
             "Create an API token (usable as a password)", ok="201", auth="the account itself or admin",
-            params=[{"name": "account", "in": "path", "required": True, "schema": {"type": "string"}}])},
+            body="NewToken", params=[_ACCOUNT])},
         "/api/v1/nodes": {"post": _op("Register a node bound to deployments; answers its credential",
                                       body="NewNode", ok="201", auth="admin")},
         "/api/v1/repositories/{name}/visibility": {"put": _op(
             "Set visibility", body="Visibility", params=[_NAME], auth="namespace owner, admin grantee or admin")},
         "/api/v1/repositories/{name}/grants/{account}": {
-            "put": _op("Grant read, write or admin", body="Grant", params=[_NAME], auth="as visibility"),
-            "delete": _op("Revoke a grant", params=[_NAME], auth="as visibility")},
-        "/api/v1/repositories/{name}/stages": {"get": _op("Stage audit trail", params=[_NAME], auth="pull")},
+            "put": _op("Grant read, write or admin", body="Grant", params=[_NAME, _ACCOUNT], auth="as visibility"),
+            "delete": _op("Revoke a grant", params=[_NAME, _ACCOUNT], auth="as visibility")},
+        "/api/v1/repositories/{name}/stages": {"get": _op(
+            "Stage audit trail", auth="pull",
+            params=[_NAME, {"name": "digest", "in": "query", "required": False, "schema": DIGEST,
+                            "description": "Only this manifest's events."}])},
         "/api/v1/stages": {"post": _op("Record a stage transition", body="StageSet", ok="201",
                                        auth="admin (owners: submitted, deprecated)")},
         "/api/v1/admin/reindex": {"post": _op("Rebuild the referrers and catalog indexes from the registry",
                                               auth="admin")},
+        "/api/v1/signing-key": {"get": {
+            "summary": "The gateway's countersigning public key (PEM)", "x-ecr-auth": "anonymous allowed",
+            "responses": {"200": {"description": "OK", "content": {"application/x-pem-file": {
+                "schema": {"type": "string"}}}}}}},
         "/api/v1/bundles": {"get": _op("Search bundles", params=_QUERY, auth="anonymous allowed")},
         "/api/v1/bundles/{name}": {"get": _op("Bundle versions, stages and referrers", params=[_NAME],
                                               auth="pull")},
@@ -65,20 +86,25 @@ OPENAPI: dict[str, Any] = {
     "components": {"schemas": {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
         "NewUser": {"type": "object", "required": ["name", "password"], "properties": {
-            "name": {"type": "string"}, "password": {"type": "string", "minLength": 8},
+            "name": USER, "password": {"type": "string", "minLength": 8},
             "admin": {"type": "boolean"}}},
+        "NewToken": {"type": "object", "properties": {"label": {"type": "string"}}},
         "NewNode": {"type": "object", "required": ["name", "deployments"], "properties": {
-            "name": {"type": "string"}, "deployments": {"type": "array", "items": {"type": "string"}}}},
+            "name": LABEL, "deployments": {"type": "array", "items": LABEL}}},
         "Visibility": {"type": "object", "required": ["visibility"], "properties": {
             "visibility": {"enum": ["public", "protected", "private"]}}},
         "Grant": {"type": "object", "required": ["level"], "properties": {
             "level": {"enum": ["read", "write", "admin"]}}},
         "StageSet": {"type": "object", "required": ["repository", "reference", "stage"], "properties": {
-            "repository": {"type": "string"}, "reference": {"type": "string", "description": "tag or digest"},
+            "repository": REPOSITORY, "reference": {**REFERENCE, "description": "tag or digest"},
             "stage": {"enum": ["submitted", "tested-vw", "tested-node", "approved", "deprecated"]},
-            "deployment": {"type": "string"},
+            "deployment": LABEL,
             "evidence": {"type": "object", "additionalProperties": {"type": "string"}}}},
-    }},
+    },
+        "securitySchemes": {
+            "basic": {"type": "http", "scheme": "basic", "description": "password or API token"},
+            "bearer": {"type": "http", "scheme": "bearer", "description": "a token from /auth/token"}}},
+    "security": [{"basic": []}, {"bearer": []}, {}],
 }
 
 # Node facts and the scheduler feed (issue 12), described in their own module.

@@ -9,17 +9,18 @@ repository that does not exist.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ecr_oci import mediatypes as mt
@@ -31,6 +32,7 @@ from ecr_oci.gateway.referrers import add_to_fallback, index_document, referrer_
 from ecr_oci.gateway.stages import StagePolicy, profile_transition
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 
+log = logging.getLogger("ecr.gateway")
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME = rf"{_COMPONENT}(?:/{_COMPONENT})*"
 # Path shapes only; names, references and digests are then parsed by gateway.names.
@@ -143,6 +145,7 @@ async def forward(
     extra_headers: dict[str, str] | None = None,
     send_body: bool = True,
     without: tuple[str, ...] = (),
+    method: str | None = None,
 ) -> Response:
     """Send the request on to the registry, with a token for exactly ``action``, and stream its answer back.
 
@@ -167,7 +170,7 @@ async def forward(
     ):
         body = _counted(gateway, request.stream(), "in")
     upstream_request = gateway.upstream.http.build_request(
-        request.method, target.upstream_path, params=params or [], headers=headers, content=body,
+        method or request.method, target.upstream_path, params=params or [], headers=headers, content=body,
     )
     resp = await gateway.upstream.http.send(upstream_request, stream=True)
     out = _response_headers(gateway, request, resp)
@@ -217,6 +220,17 @@ async def v2(request: Request) -> Response:
         gateway.metrics.denials.labels("gate").inc()
         gateway.audit.record("manifest.put", actor=caller.label, decision="deny", reason=str(exc), code=exc.code)
         response = oci_error(exc.status, exc.code, str(exc))
+    except ClientDisconnect:
+        # One line, not a traceback: the client went away mid-request (its session, if any, stays resumable).
+        log.info("client disconnected during %s /v2/%s", request.method, path[:200])
+        decision = "disconnected"
+        response = Response(b"", status_code=499)  # never sent; counted in the metrics as nginx does
+    except httpx.TransportError as exc:
+        log.warning("registry unreachable during %s /v2/%s: %s", request.method, path[:200],
+                    exc.__class__.__name__)
+        decision = "upstream_error"
+        response = oci_error(503, "UNAVAILABLE", "the registry behind the gateway is unavailable: retry later",
+                             headers={"Retry-After": "1"})
     gateway.metrics.requests.labels(route, request.method, str(response.status_code), decision).inc()
     gateway.metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
     return response
@@ -403,13 +417,37 @@ async def _upload(gateway: Gateway, request: Request, caller: Caller, target: Ta
         refused = await _out_of_order(gateway, request, target, content_range)
         if refused is not None:
             return refused
+    if monolithic:
+        return await _monolithic(gateway, request, caller, target, dict(params)["digest"])
     # A POST that starts a session carries no blob: its body is never forwarded.
-    send_body = request.method in ("PATCH", "PUT") or monolithic
+    send_body = request.method in ("PATCH", "PUT")
     response = await forward(gateway, request, target, PUSH, params=params, extra_headers=extra, send_body=send_body)
     if response.status_code == 201 and request.method in ("PUT", "POST"):
         gateway.audit.record("blob.push", actor=caller.label, decision="allow", repository=name,
                              digest=response.headers.get("docker-content-digest"),
                              mounted_from=dict(params).get("from"))
+    return response
+
+
+async def _monolithic(gateway: Gateway, request: Request, caller: Caller, target: Target, digest: Any) -> Response:
+    """``POST ?digest=`` with the blob, completed here: Distribution 2.8 answers 202 without
+    reading the body (and Go drops the connection under a large one), so the gateway opens
+    a session and PUTs the body into it, answering 201 like a registry that supports
+    monolithic uploads (distribution-spec 1.1)."""
+    opened = await gateway.upstream.http.post(
+        target.upstream_path, headers=gateway.upstream.auth_header("repository", target.name, _UPSTREAM_ACTIONS[PUSH]))
+    location = urlsplit(opened.headers.get("location", ""))
+    session = location.path.rsplit("/", 1)[-1]
+    if opened.status_code != 202 or not re.match(r"^[A-Za-z0-9_-]+$", session):
+        return Response(opened.content, status_code=opened.status_code,
+                        headers=_response_headers(gateway, request, opened))
+    state: list[tuple[str, str | int | float | bool | None]] = [
+        (k, v) for k, v in parse_qsl(location.query) if k == "_state"]
+    response = await forward(gateway, request, Target("upload", target.name, session), PUSH, method="PUT",
+                             params=[*state, ("digest", digest)])
+    if response.status_code == 201:
+        gateway.audit.record("blob.push", actor=caller.label, decision="allow", repository=target.name,
+                             digest=response.headers.get("docker-content-digest"), mounted_from=None)
     return response
 
 
