@@ -16,9 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ecr_oci.gateway import api, bundle_index, feed, nodes, web
-from ecr_oci.gateway.core import ISSUER, Gateway, GatewayConfig
+from ecr_oci.gateway.core import ISSUER, Gateway, GatewayConfig, oci_error
 from ecr_oci.gateway.proxy import v2
-from ecr_oci.gateway.state import Visibility
+from ecr_oci.gateway.state import StateUnavailable, Visibility
 from ecr_oci.gateway.tokens import SigningKey
 from ecr_oci.gateway.tokenserver import token_endpoint
 from ecr_oci.gateway.upstream import EmbeddedRegistry
@@ -36,6 +36,15 @@ async def _metrics(request: Request) -> Response:
 
 async def _health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def _state_unavailable(request: Request, exc: Exception) -> Response:
+    """503 while the state store is down (one log line each), in the error format of the surface asked."""
+    log.warning("%s %s: %s", request.method, request.url.path[:200], exc)
+    message = "the gateway's state store is unavailable: retry later"
+    if request.url.path.startswith("/v2"):
+        return oci_error(503, "UNAVAILABLE", message, headers={"Retry-After": "1"})
+    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "1"})
 
 
 def create_app(gateway: Gateway) -> Starlette:
@@ -60,6 +69,7 @@ def create_app(gateway: Gateway) -> Starlette:
             *web.routes,
         ],
         lifespan=lifespan,
+        exception_handlers={StateUnavailable: _state_unavailable},
     )
     app.state.gateway = gateway
     return app

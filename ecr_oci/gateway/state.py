@@ -787,3 +787,11 @@ def open_store(data_dir: Path, url: str | None = None) -> StateStore:
             f"the PostgreSQL state store needs psycopg: pip install 'psycopg[binary,pool]' ({exc})"
         ) from None
     return PostgresStore(url)
+
+
+class StateUnavailable(Exception):
+    """The state store cannot be reached right now (a database restart, a failover).
+
+    Requests that need it are answered 503 with ``Retry-After``; the store reconnects by
+    itself when the server is back, so no gateway restart is needed.
+    """

@@ -14,13 +14,14 @@ PostgreSQL).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ecr_oci.gateway.state import Dialect, Session, SqlStore
+from ecr_oci.gateway.state import Dialect, Session, SqlStore, StateUnavailable
 
 # Arbitrary, fixed key of the advisory lock that serialises schema creation.
 _SCHEMA_LOCK_KEY = 0x6563725F7374  # "ecr_st"
@@ -57,8 +58,14 @@ class PostgresStore(SqlStore):
 
     dialect = POSTGRES
 
-    def __init__(self, url: str, *, max_connections: int = 8, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, max_connections: int = 8, timeout: float = 10.0,
+                 checkout_timeout: float = 1.0) -> None:
         self.url = url
+        # Store calls run on the event loop too: while the server is down, one request a
+        # second waits up to checkout_timeout for a connection and the others fail at once
+        # (503), so the gateway keeps answering instead of stalling on the pool.
+        self._checkout_timeout = checkout_timeout
+        self._unreachable_until = 0.0
         # Connect once directly first: a wrong URL or a server that is down then fails
         # at start with libpq's own reason, which the pool would only log and retry.
         try:
@@ -91,10 +98,17 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _session(self, write: bool) -> Iterator[Session]:
-        with self._pool.connection() as conn:
-            if write:
-                with conn.transaction(), conn.cursor() as cursor:
-                    yield Session(cursor, self.dialect)
-            else:
-                with conn.cursor() as cursor:
-                    yield Session(cursor, self.dialect)
+        if time.monotonic() < self._unreachable_until:
+            raise StateUnavailable(f"state store {redact(self.url)}: unreachable a moment ago")
+        try:
+            with self._pool.connection(timeout=self._checkout_timeout) as conn:
+                if write:
+                    with conn.transaction(), conn.cursor() as cursor:
+                        yield Session(cursor, self.dialect)
+                else:
+                    with conn.cursor() as cursor:
+                        yield Session(cursor, self.dialect)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            # The pool drops the broken connection and reconnects in the background.
+            self._unreachable_until = time.monotonic() + 1.0
+            raise StateUnavailable(f"state store {redact(self.url)}: {exc.__class__.__name__}") from None
