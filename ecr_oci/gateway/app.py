@@ -119,6 +119,7 @@ def serve(
         realm = f"{public_url or 'http://' + listen}/auth/token"
         embedded = EmbeddedRegistry(data_dir, issuer=ISSUER, cert_path=upstream_key.cert_path, realm=realm)
         embedded.start()
+        embedded.supervise()
         registry_url = embedded.url
     try:
         gateway = Gateway(GatewayConfig(data_dir=data_dir, registry_url=registry_url,

@@ -7,12 +7,14 @@ directly gives nothing. The gateway mints itself short-lived tokens per reposito
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +24,7 @@ import httpx
 from ecr_oci.gateway.tokens import TokenIssuer
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+log = logging.getLogger("ecr.gateway")
 UPSTREAM_SERVICE = "ecr-registry"
 
 
@@ -81,6 +84,7 @@ class EmbeddedRegistry:
         )
         self.config_path.chmod(0o600)  # it holds the http secret
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
 
     def start(self, timeout: float = 20.0) -> None:
         """Start the registry and wait until it answers.
@@ -108,7 +112,30 @@ class EmbeddedRegistry:
                 time.sleep(0.05)
         raise RuntimeError(f"docker-registry did not answer on {self.url}")
 
+    def supervise(self, interval: float = 0.5) -> None:
+        """Restart the registry whenever it exits (killed, crashed) until :meth:`stop`.
+
+        Same port and storage, so clients retrying or resuming an upload session (its
+        state is signed with the fixed http secret) carry on; requests meanwhile get 503.
+        """
+
+        def watch() -> None:
+            while not self._stopping.wait(interval):
+                proc = self._proc
+                if proc is None or proc.poll() is None:
+                    continue
+                if self._stopping.is_set():
+                    return
+                log.warning("the registry exited (%s): restarting it", proc.returncode)
+                try:
+                    self.start()
+                except RuntimeError as exc:
+                    log.error("the registry did not restart: %s", exc)
+
+        threading.Thread(target=watch, name="registry-watchdog", daemon=True).start()
+
     def stop(self) -> None:
+        self._stopping.set()
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()
             try:

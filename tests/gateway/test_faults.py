@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -197,3 +197,76 @@ def test_postgresql_restarted_under_load(tmp_path: Path) -> None:
         if gw is not None:
             gw.stop()
         pg.stop()
+
+
+# --- the registry killed during a push and during a pull --------------------------------------
+def registry_pid(gw: GatewayProcess) -> int:
+    assert gw.proc is not None
+    found = subprocess.run(["pgrep", "-P", str(gw.proc.pid), "-f", "docker-registry"], capture_output=True,
+                           text=True).stdout.split()
+    assert found, "no registry child process"
+    return int(found[0])
+
+
+def kill_registry_when(gw: GatewayProcess, ready: Callable[[], bool], client: subprocess.Popen[str],
+                       timeout: float = 60) -> bool:
+    """SIGKILL the embedded registry once ``ready()`` (True), or False if the client finished first."""
+    deadline = time.monotonic() + timeout
+    while client.poll() is None and time.monotonic() < deadline:
+        if ready():
+            os.kill(registry_pid(gw), signal.SIGKILL)
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def ecr_background(gw: GatewayProcess, user: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "ECR_USERNAME": user, "ECR_PASSWORD": password_of(user, gw), "ECR_SERVER": gw.host}
+    return subprocess.Popen(["ecr", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def tags_of(gw: GatewayProcess, repo: str) -> list[str]:
+    resp = gw.call("alice", "GET", f"/v2/{repo}/tags/list", f"repository:{repo}:pull")
+    return list(resp.json().get("tags") or []) if resp.status_code == 200 else []
+
+
+def test_registry_killed_during_push_and_during_pull(fault_gw: GatewayProcess, tiny_layout: Path,
+                                                     tmp_path: Path) -> None:
+    gw = fault_gw
+    weights = os.urandom(96 << 20)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="killed"), weights=weights)
+    ref = f"{gw.host}/alice/killed:1.0.0"
+    uploads = gw.data_dir / "registry" / "storage" / "docker" / "registry" / "v2" / "repositories" / "alice"
+
+    def upload_in_progress() -> bool:
+        return any(p.name == "data" and p.stat().st_size > (8 << 20) for p in uploads.rglob("_uploads/*/data"))
+
+    push = ecr_background(gw, "alice", "push", "--quiet", str(root), ref)
+    killed = kill_registry_when(gw, upload_in_progress, push)
+    _, push_err = push.communicate(timeout=300)
+    assert killed, "the push ended before the registry could be killed"
+    # resumed through the restarted registry, or failed with one readable error; never a traceback
+    no_traceback(push_err)
+    if push.returncode != 0:
+        assert push_err.strip() and len(push_err.strip().splitlines()) <= 3, push_err
+        assert "1.0.0" not in tags_of(gw, "alice/killed")  # no tag names a partial bundle
+        again = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+        assert again.returncode == 0, again.stderr
+    assert tags_of(gw, "alice/killed") == ["1.0.0"]
+
+    out = tmp_path / "out"
+    pull = ecr_background(gw, "bob", "pull", ref, "-o", str(out))
+    killed = kill_registry_when(gw, lambda: any(p.stat().st_size > (8 << 20) for p in out.rglob("*") if p.is_file()),
+                                pull)
+    _, pull_err = pull.communicate(timeout=300)
+    no_traceback(pull_err)
+    if pull.returncode != 0:
+        assert pull_err.strip() and len(pull_err.strip().splitlines()) <= 3, pull_err
+        shutil.rmtree(out, ignore_errors=True)
+        again = ecr(gw, "bob", "pull", ref, "-o", str(out))
+        assert again.returncode == 0, again.stderr
+    assert (out / "model" / "weights.bin").read_bytes() == weights
+    print(f"push: killed={True} exit={push.returncode} {push_err.strip()[:200]!r}; "
+          f"pull: killed={killed} exit={pull.returncode} {pull_err.strip()[:200]!r}")
+    log = (gw.data_dir.parent / "gateway.log").read_text()
+    assert log.count("the registry exited") >= 1 + int(killed)
