@@ -10,6 +10,7 @@ repository that does not exist.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -174,6 +175,14 @@ async def forward(
     )
     resp = await gateway.upstream.http.send(upstream_request, stream=True)
     out = _response_headers(gateway, request, resp)
+    if resp.status_code >= 500 and request.method in ("POST", "PUT", "PATCH"):
+        body = await resp.aread()  # an error document: small
+        await resp.aclose()
+        if b"no space left on device" in body or _storage_full(gateway, request):
+            log.warning("registry storage full: %s /v2/%s refused", request.method, target.upstream_path[4:200])
+            return oci_error(507, "UNKNOWN", "the registry's storage is full: nothing was stored; retry once space "
+                             "is freed")
+        return Response(body, status_code=resp.status_code, headers=out)
     if resp.status_code == 416 and target.route == "blob":
         # Distribution announces the blob's Content-Length before Go's range check fails,
         # then sends a short text: answer the 416 itself, whole (the connection is dropped).
@@ -192,6 +201,21 @@ async def forward(
         headers=out,
         background=BackgroundTask(resp.aclose),
     )
+
+
+def _storage_full(gateway: Gateway, request: Request) -> bool:
+    """Whether the embedded registry's filesystem lacks room for this request (its 5xx then
+    means ENOSPC, which Distribution reports as an unknown error)."""
+    root = gateway.config.storage_dir
+    if root is None:
+        return False
+    try:
+        stats = os.statvfs(root)
+    except OSError:
+        return False
+    declared = request.headers.get("content-length", "")
+    needed = max(1 << 20, int(declared) if declared.isdigit() and len(declared) < 19 else 0)
+    return stats.f_bavail * stats.f_frsize < needed
 
 
 async def v2(request: Request) -> Response:

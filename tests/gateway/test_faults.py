@@ -270,3 +270,58 @@ def test_registry_killed_during_push_and_during_pull(fault_gw: GatewayProcess, t
           f"pull: killed={killed} exit={pull.returncode} {pull_err.strip()[:200]!r}")
     log = (gw.data_dir.parent / "gateway.log").read_text()
     assert log.count("the registry exited") >= 1 + int(killed)
+
+
+# --- the storage filesystem full during a push ---------------------------------------------------
+@pytest.fixture
+def small_storage_gw(tmp_path: Path) -> Iterator[tuple[GatewayProcess, Path]]:
+    """A gateway whose registry storage is a 64 MiB tmpfs (mounting needs root)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the storage-full test mounts a tmpfs: CI runs as root")
+        pytest.skip("mounting a tmpfs needs root")
+    storage = tmp_path / "gw" / "data" / "registry" / "storage"
+    storage.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(storage)], check=True)
+    gateway = None
+    try:
+        gateway = started_gateway(tmp_path / "gw" / "data")
+        yield gateway, storage
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        subprocess.run(["umount", "-l", str(storage)], check=False)
+
+
+def test_storage_full_during_a_push(small_storage_gw: tuple[GatewayProcess, Path], tiny_layout: Path,
+                                    tmp_path: Path) -> None:
+    gw, storage = small_storage_gw
+    filler = storage / "filler"
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * (40 << 20))
+    weights = os.urandom(32 << 20)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="full"), weights=weights)
+    ref = f"{gw.host}/alice/full:1.0.0"
+    full = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+    print(f"push on a full disk: exit {full.returncode}: {full.stderr.strip()[:300]!r}")
+    assert full.returncode != 0
+    no_traceback(full.stderr)
+    assert len(full.stderr.strip().splitlines()) <= 3 and "storage" in full.stderr.lower(), full.stderr
+    # nothing half-visible: no tag, no model blob
+    assert tags_of(gw, "alice/full") == []
+    from ecr_oci.digest import sha256_bytes
+
+    head = gw.call("alice", "HEAD", f"/v2/alice/full/blobs/{sha256_bytes(weights)}", "repository:alice/full:pull")
+    assert head.status_code == 404
+    # the wire answer itself: a clean OCI error (here for opening an upload session)
+    refused = gw.call("alice", "POST", "/v2/alice/full/blobs/uploads/", "repository:alice/full:pull,push")
+    assert refused.status_code == 507, (refused.status_code, refused.text)
+    assert refused.json()["errors"][0]["code"] == "UNKNOWN" and "storage" in refused.json()["errors"][0]["message"]
+
+    filler.unlink()
+    again = ecr(gw, "alice", "push", "--quiet", str(root), ref)
+    assert again.returncode == 0, again.stderr
+    assert tags_of(gw, "alice/full") == ["1.0.0"]
+    pulled = ecr(gw, "alice", "pull", ref, "-o", str(tmp_path / "out"))
+    assert pulled.returncode == 0, pulled.stderr
+    no_traceback((gw.data_dir.parent / "gateway.log").read_text())
