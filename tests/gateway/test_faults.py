@@ -5,6 +5,7 @@ Each test has a gateway of its own (they break storage, the registry, the state 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -325,3 +326,71 @@ def test_storage_full_during_a_push(small_storage_gw: tuple[GatewayProcess, Path
     pulled = ecr(gw, "alice", "pull", ref, "-o", str(tmp_path / "out"))
     assert pulled.returncode == 0, pulled.stderr
     no_traceback((gw.data_dir.parent / "gateway.log").read_text())
+
+
+# --- the gateway restarted during a docker pull ----------------------------------------------
+def _gateway_read_bytes(gw: GatewayProcess) -> int:
+    assert gw.proc is not None
+    for line in Path(f"/proc/{gw.proc.pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar")
+
+
+@pytest.mark.slow
+def test_gateway_restarted_during_a_docker_pull(fault_gw: GatewayProcess, tmp_path: Path) -> None:
+    import tarfile
+    import tempfile
+
+    from ecr_oci import mediatypes as mt
+    from ecr_oci.digest import sha256_bytes, sha256_file
+    from ecr_oci.oci import canonical_json, descriptor
+    from tests.support import start_dockerd
+
+    gw = fault_gw
+    big = tmp_path / "big.bin"
+    with big.open("wb") as fh:
+        for _ in range(12):
+            fh.write(os.urandom(8 << 20))  # 96 MiB that no compression shrinks
+    layer = tmp_path / "layer.tar"
+    with tarfile.open(layer, "w") as tar:
+        tar.add(big, arcname="big.bin")
+    client = gw.client("alice")
+    layer_digest = client.upload_file("alice/bigimage", layer)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [layer_digest]}}).encode()
+    client.upload_bytes("alice/bigimage", config)
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                               "config": descriptor(mt.OCI_CONFIG, sha256_bytes(config), len(config)),
+                               "layers": [descriptor(mt.OCI_LAYER_TAR, layer_digest, sha256_file(layer)[1])]})
+    client.put_manifest("alice/bigimage", "1.0.0", manifest, mt.OCI_MANIFEST)
+
+    engine = start_dockerd(Path(tempfile.mkdtemp(prefix="ecr-dk-", dir="/tmp")), gw.host)
+    if isinstance(engine, str):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"dockerd cannot start: {engine}")
+        pytest.skip(engine)
+    try:
+        before = _gateway_read_bytes(gw)
+        pull = subprocess.Popen(["docker", "pull", f"{gw.host}/alice/bigimage:1.0.0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=engine.env)
+        deadline = time.monotonic() + 120
+        while _gateway_read_bytes(gw) - before < (24 << 20):  # a quarter of the layer served
+            assert pull.poll() is None and time.monotonic() < deadline, "the pull ended before the restart"
+            time.sleep(0.01)
+        assert gw.proc is not None
+        gw.proc.kill()  # the harshest restart: no graceful end of the transfer
+        gw.proc.wait(30)
+        gw.start()
+        out, err = pull.communicate(timeout=300)
+        assert pull.returncode == 0, (out, err)
+        image_id = engine.docker("image", "inspect", "--format", "{{.Id}}",
+                                 f"{gw.host}/alice/bigimage:1.0.0").stdout.strip()
+        assert image_id == sha256_bytes(config)
+        retried = [line for line in (engine.root / "dockerd.log").read_text(errors="replace").splitlines()
+                   if "download" in line.lower() and ("error" in line.lower() or "retry" in line.lower())]
+        print(f"docker pull across a gateway restart: exit 0; the engine's own account: {retried[-2:]}")
+        assert retried, "the restart did not interrupt the download"
+    finally:
+        engine.stop()
+        shutil.rmtree(engine.root, ignore_errors=True)
