@@ -44,6 +44,7 @@ bench: deps
 	$(PYTHON) bench/web.py
 	$(PYTHON) bench/scaleout.py
 	$(PYTHON) bench/feed.py
+	$(PYTHON) bench/fleet.py
 
 # The README's screenshots of the web pages, taken by headless Chromium during the browser tests.
 screenshots: deps

@@ -136,6 +136,10 @@ def serve(
             proxy_headers=False,  # forwarded headers are read by the gateway, from trusted proxies only
             log_level="warning",
             access_log=False,
+            # uvicorn's 5 s default closes idle keep-alive connections while clients (a node
+            # busy on a large blob) are about to reuse them: "server disconnected without a
+            # response". Distribution never closes them; 75 s is nginx's default.
+            timeout_keep_alive=75,
         )
         collector = _collector(gateway, collect_prometheus, collect_interval) if collect_prometheus else None
         if collector:
