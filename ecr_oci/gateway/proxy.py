@@ -337,7 +337,8 @@ async def _ranged_blob(gateway: Gateway, request: Request, target: Target, actio
     only resumed downloads pay it."""
     if not ranges.is_valid(header):
         return await forward(gateway, request, target, action, without=("range",))
-    head = await gateway.upstream.head(target.upstream_path, target.name)
+    head = await gateway.upstream.http.head(target.upstream_path, headers=gateway.upstream.auth_header(
+        "repository", target.name, _UPSTREAM_ACTIONS[PULL]))
     size = head.headers.get("content-length", "")
     if head.status_code != 200 or not size.isdigit():
         return await forward(gateway, request, target, action, without=("range",))
@@ -442,7 +443,7 @@ async def _upload(gateway: Gateway, request: Request, caller: Caller, target: Ta
         if refused is not None:
             return refused
     if monolithic:
-        return await _monolithic(gateway, request, caller, target, dict(params)["digest"])
+        return await _monolithic(gateway, request, caller, target, str(dict(params)["digest"]))
     # A POST that starts a session carries no blob: its body is never forwarded.
     send_body = request.method in ("PATCH", "PUT")
     response = await forward(gateway, request, target, PUSH, params=params, extra_headers=extra, send_body=send_body)
@@ -453,7 +454,7 @@ async def _upload(gateway: Gateway, request: Request, caller: Caller, target: Ta
     return response
 
 
-async def _monolithic(gateway: Gateway, request: Request, caller: Caller, target: Target, digest: Any) -> Response:
+async def _monolithic(gateway: Gateway, request: Request, caller: Caller, target: Target, digest: str) -> Response:
     """``POST ?digest=`` with the blob, completed here: Distribution 2.8 answers 202 without
     reading the body (and Go drops the connection under a large one), so the gateway opens
     a session and PUTs the body into it, answering 201 like a registry that supports
