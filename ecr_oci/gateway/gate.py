@@ -124,6 +124,8 @@ def structural(data: bytes, content_type: str, limit: int) -> Checked:
     if doc.get("schemaVersion") != 2:
         raise GateError("schemaVersion: must be 2")
     declared = doc.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise GateError("mediaType: must be a string")
     content_type = content_type.split(";")[0].strip()
     media_type = declared or content_type
     if media_type not in mt.MANIFEST_TYPES:

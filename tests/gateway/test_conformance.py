@@ -219,3 +219,15 @@ def test_monolithic_post_stores_the_blob_at_once(gw: GatewayProcess) -> None:
     wrong = gw.call("alice", "POST", f"/v2/{REPO}/blobs/uploads/?digest=sha256:{'0' * 64}", SCOPE, data=b"x",
                     headers=octets)
     assert wrong.status_code == 400 and wrong.json()["errors"][0]["code"] == "DIGEST_INVALID"
+
+
+@pytest.mark.parametrize("field,value", [("mediaType", []), ("mediaType", {"a": 1}), ("mediaType", 7),
+                                         ("schemaVersion", "2"), ("config", []), ("layers", {}),
+                                         ("annotations", ["a"]), ("subject", "sha256:abc"), ("artifactType", [])])
+def test_manifest_fields_of_the_wrong_type_are_a_clean_400(gw: GatewayProcess, field: str, value: object) -> None:
+    """Found by tests/gateway/test_fuzz.py: ``"mediaType": []`` was a 500 (unhashable in a set lookup)."""
+    doc = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+           "config": descriptor(mt.OCI_CONFIG, "sha256:" + "1" * 64, 2), "layers": [], field: value}
+    resp = gw.call("alice", "PUT", f"/v2/{REPO}/manifests/typed", SCOPE, data=json.dumps(doc).encode(),
+                   headers={"Content-Type": mt.OCI_MANIFEST})
+    assert resp.status_code == 400 and resp.json()["errors"][0]["code"] == "MANIFEST_INVALID", resp.text
