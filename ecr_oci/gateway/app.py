@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ecr_oci.gateway import api, bundle_index, feed, nodes, web
@@ -42,9 +42,14 @@ async def _state_unavailable(request: Request, exc: Exception) -> Response:
     """503 while the state store is down (one log line each), in the error format of the surface asked."""
     log.warning("%s %s: %s", request.method, request.url.path[:200], exc)
     message = "the gateway's state store is unavailable: retry later"
-    if request.url.path.startswith("/v2"):
+    path = request.url.path
+    if path.startswith("/v2"):
         return oci_error(503, "UNAVAILABLE", message, headers={"Retry-After": "1"})
-    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "1"})
+    if path.startswith(("/api/", "/auth/")):
+        return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "1"})
+    page = ("<!doctype html><meta charset=utf-8><title>Unavailable</title>"
+            "<h1>Unavailable for a moment</h1><p>The catalog cannot be read right now. Retry shortly.</p>")
+    return HTMLResponse(page, status_code=503, headers={"Retry-After": "5"})
 
 
 def create_app(gateway: Gateway) -> Starlette:

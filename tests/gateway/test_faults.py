@@ -142,6 +142,7 @@ class Load:
             lambda: session.get(f"{self.gw.url}/api/v1/bundles", timeout=30),
             lambda: session.get(f"{self.gw.url}/api/v1/whoami", auth=alice, timeout=30),
             lambda: self._pull_manifest(session),
+            lambda: session.get(f"{self.gw.url}/", timeout=30),  # the web catalog
         ]
         i = worker
         while not self._stop.is_set():
@@ -177,7 +178,16 @@ def test_postgresql_restarted_under_load(tmp_path: Path) -> None:
             pid = int((pg.root / "data" / "postmaster.pid").read_text().splitlines()[0])
             os.kill(pid, signal.SIGINT)  # fast shutdown: open sessions are ended
             pg.proc.wait(20)
-            time.sleep(6)
+            time.sleep(5)
+            # each surface in its own error format
+            api = requests.get(f"{gw.url}/api/v1/bundles", timeout=30)
+            page = requests.get(f"{gw.url}/", timeout=30)
+            token = requests.get(f"{gw.url}/auth/token", params={"service": "ecr"}, timeout=30,
+                                 auth=("alice", password_of("alice", gw)))
+            assert api.status_code == 503 and "unavailable" in api.json()["error"]
+            assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+            assert token.status_code == 503 and token.headers["Retry-After"]
+            time.sleep(1)
             load.phase = "restarting"
             log = (pg.root / "postgres.log").open("ab")
             pg.proc = subprocess.Popen(pg.proc.args, stdout=log, stderr=subprocess.STDOUT)
