@@ -48,6 +48,8 @@ from tests.conftest import BASE_METADATA, write_bundle  # noqa: E402
 from tests.gateway.support import PASSWORDS, GatewayProcess  # noqa: E402
 from tests.support import build_tiny_layout  # noqa: E402
 
+# One client's pull: repository, extra headers, node credential (or None), whether to ask for an anonymous token.
+Plan = list[tuple[str, dict[str, str], tuple[str, str] | None, bool]]
 ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST])
 
 
@@ -119,8 +121,7 @@ async def pull_bundle(client: httpx.AsyncClient, repo: str, headers: dict[str, s
         result.errors.append(f"{exc.__class__.__name__}: {str(exc)[:120]}")
 
 
-async def fleet(base: str, clients: int, plan: list[tuple[str, dict[str, str], tuple[str, str] | None, bool]]
-                ) -> Round:
+async def fleet(base: str, clients: int, plan: Plan) -> Round:
     result = Round()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=httpx.Timeout(300, connect=60)) as client:
@@ -251,9 +252,9 @@ def main() -> None:
             direct_token = upstream.mint("bench", [{"type": "repository", "name": repo, "actions": ["pull"]}
                                                    for repo in ("alice/fleet-pub", "alice/fleet-prot")])[0]
             half = args.clients // 2
-            through_gateway = [("alice/fleet-pub", {}, None, True) for _ in range(half)] + [
+            through_gateway: Plan = [("alice/fleet-pub", {}, None, True) for _ in range(half)] + [
                 ("alice/fleet-prot", {}, nodes[i % len(nodes)], False) for i in range(args.clients - half)]
-            direct = [(repo, {"Authorization": f"Bearer {direct_token}"}, None, False)
+            direct: Plan = [(repo, {"Authorization": f"Bearer {direct_token}"}, None, False)
                       for repo, _, _, _ in through_gateway]
             assert gw.proc is not None
             gateway_token = gw.token(None, "repository:alice/fleet-pub:pull")["token"]
