@@ -341,7 +341,8 @@ async def _ranged_blob(gateway: Gateway, request: Request, target: Target, actio
         "repository", target.name, _UPSTREAM_ACTIONS[PULL]))
     size = head.headers.get("content-length", "")
     if head.status_code != 200 or not size.isdigit():
-        return await forward(gateway, request, target, action, without=("range",))
+        # missing (the registry answers), or a storage redirect: the client sends its Range to the storage
+        return await forward(gateway, request, target, action)
     try:
         wanted = ranges.resolve(header, int(size))
     except ranges.Unsatisfiable as exc:
