@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ecr_oci.gateway.openapi_names import DIGEST, LABEL, REFERENCE, REPOSITORY, USER
+
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY = {"type": "string", "format": "ecr-repository", "pattern": rf"^{_COMPONENT}(?:/{_COMPONENT})*$",
-              "maxLength": 255}
-USER = {"type": "string", "pattern": rf"^{_COMPONENT}$", "maxLength": 64}
-LABEL = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}  # accounts, nodes, deployments
-DIGEST = {"type": "string", "pattern": r"^sha256:[a-f0-9]{64}$"}
-REFERENCE = {"type": "string", "pattern": r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[a-f0-9]{64})$"}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": REPOSITORY,
          "description": "Repository name, e.g. alice/bird-detector (slashes allowed)."}
 _ACCOUNT = {"name": "account", "in": "path", "required": True, "schema": LABEL,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ecr_oci.gateway.openapi_names import DIGEST, LABEL, REPOSITORY
+from ecr_oci.spec import load_schema
+
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_NODE = {"name": "node", "in": "path", "required": True, "schema": {"type": "string"}}
+_NODE = {"name": "node", "in": "path", "required": True, "schema": LABEL}
 _FACTS_BODY = {"required": True,
                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NodeFacts"}}}}
 _FACTS_OK = {"description": "The node's facts",
@@ -28,10 +31,10 @@ PATHS: dict[str, Any] = {
                            "admins and the deployment's nodes gets 404, as for a deployment that does not exist.",
             "x-ecr-auth": "admin or a node of the deployment",
             "parameters": [
-                {"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "deployment", "in": "path", "required": True, "schema": LABEL},
                 {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"},
                  "description": "The cursor of an earlier answer."},
-                {"name": "node", "in": "query", "required": False, "schema": {"type": "string"},
+                {"name": "node", "in": "query", "required": False, "schema": LABEL,
                  "description": "Only this node's fit (a node always gets its own only)."},
                 {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "The ETag of an earlier answer."},
@@ -49,14 +52,17 @@ PATHS: dict[str, Any] = {
 PATHS["/api/v1/deployments/{deployment}/spec"] = {"get": {
     "summary": "Kubernetes (or podman kube play) Pod running an approved bundle on one node of the deployment",
     "x-ecr-auth": "admin or a node of the deployment",
-    "parameters": [{"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}},
-                   *({"name": k, "in": "query", "required": k != "format", "schema": {"type": "string"}}
-                     for k in ("repository", "digest", "node", "format"))],
+    "parameters": [{"name": "deployment", "in": "path", "required": True, "schema": LABEL},
+                   *({"name": k, "in": "query", "required": k != "format", "schema": schema}
+                     for k, schema in (("repository", REPOSITORY), ("digest", DIGEST), ("node", LABEL),
+                                       ("format", {"enum": ["k8s", "podman"]})))],
     "responses": {"200": {"description": "The Pod", "content": {"application/yaml": {}}}, "4XX": _ERROR},
 }}
 
 SCHEMAS: dict[str, Any] = {
-    "NodeFacts": {"$ref": "https://waggle.org/ecr/v1/node-facts.schema.json"},
+    # Inlined: a $ref to the schema's $id URL does not resolve offline (OpenAPI tools, schemathesis).
+    "NodeFacts": {"description": "https://waggle.org/ecr/v1/node-facts.schema.json",
+                  **{k: v for k, v in load_schema("node-facts").items() if k not in ("$schema", "$id")}},
     "NodeFactsAnswer": {"type": "object", "required": ["node", "deployments", "facts"], "properties": {
         "node": {"type": "string"}, "deployments": {"type": "array", "items": {"type": "string"}},
         "facts": {"oneOf": [{"$ref": "#/components/schemas/NodeFacts"}, {"type": "null"}]}}},
