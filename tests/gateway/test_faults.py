@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import BASE_METADATA, write_bundle
+from tests.gateway.pgserver import PostgresServer
 from tests.gateway.support import PASSWORDS, GatewayProcess, password_of
 
 
@@ -160,6 +161,20 @@ class Load:
                 self.slowest[phase] = max(self.slowest.get(phase, 0.0), time.monotonic() - started)
 
 
+def restart_postgres(pg: PostgresServer) -> subprocess.Popen[bytes]:
+    """The stopped server started again on its port and data (as pgserver starts it: as postgres when root)."""
+    import pwd
+
+    from tests.support import as_user_dying_with_parent, die_with_parent
+
+    preexec = die_with_parent
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        preexec = as_user_dying_with_parent(user.pw_uid, user.pw_gid)
+    with (pg.root / "postgres.log").open("ab") as log:
+        return subprocess.Popen(pg.proc.args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=pg.root)
+
+
 def test_postgresql_restarted_under_load(tmp_path: Path) -> None:
     from tests.gateway.pgserver import start_postgres
     from tests.gateway.support import push_image
@@ -189,11 +204,11 @@ def test_postgresql_restarted_under_load(tmp_path: Path) -> None:
             assert token.status_code == 503 and token.headers["Retry-After"]
             time.sleep(1)
             load.phase = "restarting"
-            log = (pg.root / "postgres.log").open("ab")
-            pg.proc = subprocess.Popen(pg.proc.args, stdout=log, stderr=subprocess.STDOUT)
+            pg.proc = restart_postgres(pg)
             deadline = time.monotonic() + 30
             while requests.get(f"{gw.url}/api/v1/bundles", timeout=30).status_code != 200:
-                assert time.monotonic() < deadline, "the gateway did not recover after PostgreSQL came back"
+                assert time.monotonic() < deadline, ("the gateway did not recover after PostgreSQL came back: "
+                                                     + (pg.root / "postgres.log").read_text()[-1500:])
                 time.sleep(0.2)
             load.phase = "back"
             time.sleep(2)
