@@ -17,14 +17,33 @@ class EcrError(Exception):
     exit_code: int = 1
 
 
+class UsageError(EcrError):
+    """The command was given something it cannot use: a bad option value, a weak
+    password, an unknown grant level, a key it cannot unlock."""
+
+    exit_code = 2
+
+
 class ValidationError(EcrError):
-    """Input (ecr.yaml, annotations, a manifest) does not satisfy the spec."""
+    """Input (ecr.yaml, annotations, a manifest) does not satisfy the spec.
+
+    Attributes:
+        problems: every problem found, one readable line each (the message is the first),
+            so a user fixes a file in one round instead of one error per run.
+    """
 
     exit_code = 3
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, problems: list[str] | None = None) -> None:
         self.field = field
-        super().__init__(f"{field}: {message}" if field else message)
+        text = f"{field}: {message}" if field else message
+        self.problems = list(problems) if problems else [text]
+        super().__init__(text)
+
+    @classmethod
+    def of(cls, problems: list[str]) -> ValidationError:
+        """One error standing for several problems (the first is its message)."""
+        return cls(problems[0], problems=problems)
 
 
 class SourceError(EcrError):

@@ -6,6 +6,7 @@ The schemas live once, in ``annotations-spec/v1/schemas``; wheels carry a copy u
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from functools import cache
@@ -40,6 +41,11 @@ _PATTERN_WORDS = {
     "doi": "is not a DOI (10.PREFIX/SUFFIX)",
     "memory": "is not a quantity (e.g. 512Mi, 2Gi)",
     "cpu": "is not a quantity (e.g. 1, 500m)",
+    "keywords": "is not a keyword (a letter or digit first, then letters, digits, spaces and _ . + -;"
+                " at most 64 characters)",
+    "homepage": "is not an http(s):// URL",
+    "documentation": "is not an http(s):// URL",
+    "url": "is not a repository URL (https://, http://, git:// or ssh://)",
 }
 
 
@@ -95,7 +101,7 @@ def describe(error: SchemaError) -> tuple[str, str]:
         known = set(error.schema.get("properties", {}))
         patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
         extra = sorted(k for k in error.instance if k not in known and not any(p.search(k) for p in patterns))
-        return field, f"unknown field {', '.join(map(repr, extra))}"
+        return field, "; ".join(_unknown_field(str(k), known) for k in extra)
     if error.validator == "pattern":
         key = next((str(p) for p in reversed(error.absolute_path) if isinstance(p, str)), "")
         words = _PATTERN_WORDS.get(key) or _PATTERN_WORDS.get(key.rsplit(".", 1)[-1], "has an invalid format")
@@ -103,13 +109,56 @@ def describe(error: SchemaError) -> tuple[str, str]:
     return field, error.message
 
 
+def _unknown_field(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.7)
+    return f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def _misspelt(error: SchemaError) -> dict[str, str]:
+    """For an ``additionalProperties`` error: {known field: the unknown key that looks like it}."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return {}
+    known = sorted(error.schema.get("properties", {}))
+    found = {}
+    for key in error.instance:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.7)
+            if close and close[0] not in error.instance:
+                found[close[0]] = str(key)
+    return found
+
+
+def problems(name: str, document: Any, *, what: str) -> list[str]:
+    """Every problem of ``document`` against schema ``name``, one readable line each.
+
+    A required field reported missing because it was misspelt is left out: the
+    "unknown field 'descripton' (did you mean 'description'?)" line says it.
+    """
+    errors = list(validator(name).iter_errors(document))
+    misspelt: set[tuple[tuple[Any, ...], str]] = set()
+    for error in errors:
+        misspelt |= {(tuple(error.absolute_path), field) for field in _misspelt(error)}
+    lines: list[str] = []
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        if error.validator == "required":
+            field = error.message.split("'")[1] if "'" in error.message else ""
+            if (tuple(error.absolute_path), field) in misspelt:
+                continue
+        if error.validator in ("anyOf", "oneOf") and error.context:
+            error = best_match(error.context) or error
+        field, message = describe(error)
+        line = f"{what}: {field}: {message}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
 def check(name: str, document: Any, *, what: str) -> None:
     """Validate ``document`` against schema ``name``.
 
     Raises:
-        ValidationError: naming the first failing field (the most relevant one).
+        ValidationError: listing every problem (its message is the first).
     """
-    error = best_match(validator(name).iter_errors(document))
-    if error is not None:
-        field, message = describe(error)
-        raise ValidationError(message, field=f"{what}: {field}")
+    found = problems(name, document, what=what)
+    if found:
+        raise ValidationError.of(found)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ecr_oci import spec
+from ecr_oci.bundle.names import data_archive_title, source_archive_title, version_tag
 from ecr_oci.errors import ValidationError
 
 CONFIG_NAMES = ("ecr.yaml", "ecr.yml", "sage.yaml", "sage.yml")
@@ -153,11 +154,13 @@ def load_config(path: Path) -> BundleConfig:
 
         document = convert_sage(document)
     document = _normalise(document)
-    spec.check("ecr", document, what=file.name)
-    root = file.parent
-    images = _check_images(document, file.name)
-    config = BundleConfig(root=root, data=document, images=images)
-    _check_files(config, file.name)
+    found = spec.problems("ecr", document, what=file.name)
+    images = _check_images(document, file.name, found)
+    config = BundleConfig(root=file.parent, data=document, images=images)
+    _check_files(config, file.name, found)
+    found += limit_problems(document, file.name)
+    if found:
+        raise ValidationError.of(found)
     return config
 
 
@@ -172,28 +175,77 @@ def _normalise(document: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_images(document: dict[str, Any], what: str) -> tuple[ImageEntry, ...]:
+def _check_images(document: dict[str, Any], what: str, found: list[str]) -> tuple[ImageEntry, ...]:
+    """The image entries; problems (unknown or repeated platforms) are appended to ``found``."""
     seen: set[tuple[str, str, str | None]] = set()
     entries = []
-    for i, item in enumerate(document["images"]):
+    items = document.get("images")
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict) or not isinstance(item.get("platform"), str):
+            continue  # the schema check has said what is wrong
+        field = f"{what}: images[{i}].platform"
+        if any(line.startswith(field + ":") for line in found):
+            continue  # the schema check has said what is wrong with it
         try:
             platform = Platform.parse(item["platform"])
         except ValidationError as exc:
-            raise ValidationError(str(exc), field=f"{what}: images[{i}].platform") from None
+            found.append(f"{field}: {exc}")
+            continue
         # linux/arm64 and linux/arm64/v8 are one platform (v8 is arm64's only variant)
         key = (platform.os, platform.architecture, platform.variant or DEFAULT_VARIANT.get(platform.architecture))
         if key in seen:
-            raise ValidationError(f"platform {platform} listed twice", field=f"{what}: images[{i}].platform")
+            found.append(f"{field}: platform {platform} listed twice")
         seen.add(key)
-        entries.append(ImageEntry(platform=platform, source=item["from"]))
+        if isinstance(item.get("from"), str):
+            entries.append(ImageEntry(platform=platform, source=item["from"]))
     return tuple(entries)
 
 
-def _check_files(config: BundleConfig, what: str) -> None:
+def _check_files(config: BundleConfig, what: str, found: list[str]) -> None:
     for key in ("model", "training_data", "source_archive", "icon"):
-        for path in config.paths(key):
-            if not path.exists():
-                rel = path.relative_to(config.root)
-                raise ValidationError(f"{rel}: no such file or directory", field=f"{what}: {key}")
+        value = config.data.get(key)
+        items = value if isinstance(value, list) else [value] if value is not None else []
+        for item in items:
+            if not isinstance(item, str):
+                continue  # the schema check has said what is wrong
+            path = config.root / item
             if path.resolve() != config.root.resolve() and config.root.resolve() not in path.resolve().parents:
-                raise ValidationError(f"{path} leaves the bundle directory", field=f"{what}: {key}")
+                found.append(f"{what}: {key}: {item} leaves the bundle directory")
+            elif not path.exists():
+                found.append(f"{what}: {key}: {item}: no such file or directory")
+
+
+# Limits of the registry and of the file systems a bundle is pulled onto: checked by
+# load_config, so `ecr validate` finds them before a push moves any byte.
+MAX_TAG_LENGTH = 128  # OCI distribution-spec: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+MAX_FILE_NAME_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs: one path component
+MAX_TITLE_BYTES = 1024  # a pulled file's relative path; leaves room under PATH_MAX (4096) for -o DIR
+
+
+def limit_problems(document: dict[str, Any], what: str) -> list[str]:
+    """Problems with limits a schema does not express: tag length, file name lengths."""
+    found: list[str] = []
+    name, version = document.get("name"), document.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        return found
+    tag = version_tag(version)
+    if len(tag) > MAX_TAG_LENGTH:
+        found.append(f"{what}: version: {len(tag)} characters, but a registry tag (the version) holds at most"
+                     f" {MAX_TAG_LENGTH}")
+    titles: list[tuple[str, str]] = []
+    if isinstance(document.get("source_archive"), str):
+        titles.append(("source_archive", source_archive_title(name, version)))
+    for item in document.get("training_data") or []:
+        if isinstance(item, str):
+            titles.append(("training_data", data_archive_title(item)))
+    for item in document.get("model") or []:
+        if isinstance(item, str):
+            titles.append(("model", item))
+    for key, title in titles:
+        longest = max(title.split("/"), key=lambda part: len(part.encode()))
+        if len(longest.encode()) > MAX_FILE_NAME_BYTES:
+            found.append(f"{what}: {key}: file name {longest[:40]!r}... is {len(longest.encode())} bytes;"
+                         f" file systems hold at most {MAX_FILE_NAME_BYTES} (shorten the name or the version)")
+        elif len(title.encode()) > MAX_TITLE_BYTES:
+            found.append(f"{what}: {key}: path {title[:40]!r}... is longer than {MAX_TITLE_BYTES} bytes")
+    return found

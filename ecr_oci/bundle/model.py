@@ -20,6 +20,7 @@ from ecr_oci.bundle.annotations import annotations_for
 from ecr_oci.bundle.archive import write_archive
 from ecr_oci.bundle.config import BundleConfig
 from ecr_oci.bundle.icon import check_icon
+from ecr_oci.bundle.names import data_archive_title, source_archive_title
 from ecr_oci.digest import sha256_bytes, sha256_file
 from ecr_oci.errors import ValidationError
 from ecr_oci.oci import Blob, ManifestBlob, bytes_reader, canonical_json, descriptor, file_reader
@@ -94,7 +95,7 @@ def _model_layers(config: BundleConfig, scratch: Path) -> list[Blob]:
         for path in _expand(config, "model")
     ]
     if source := config.data.get("source_archive"):
-        title = f"{config.name}-{config.version}-source.tar.gz"
+        title = source_archive_title(config.name, config.version)
         archive = scratch / title
         write_archive(root / source, archive, prefix="source")
         layers.append(_file_blob(archive, mt.SOURCE_LAYER, title, "source"))
@@ -103,7 +104,7 @@ def _model_layers(config: BundleConfig, scratch: Path) -> list[Blob]:
         if path.is_dir():
             archive = scratch / f"data-{sha256_bytes(rel.encode())[7:19]}.tar.gz"
             write_archive(path, archive, prefix=path.name)
-            layers.append(_file_blob(archive, mt.DATA_LAYER_TAR_GZIP, f"{rel}.tar.gz", "data"))
+            layers.append(_file_blob(archive, mt.DATA_LAYER_TAR_GZIP, data_archive_title(rel), "data"))
         else:
             layers.append(_file_blob(path, mt.DATA_LAYER, rel, "data"))
     if icon := config.data.get("icon"):

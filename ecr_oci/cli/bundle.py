@@ -26,6 +26,7 @@ from ecr_oci.cli.common import (
     human_size,
     make_client,
     out,
+    styled,
 )
 from ecr_oci.doi.record import find_records
 from ecr_oci.registry.reference import parse_reference
@@ -211,9 +212,9 @@ def inspect(
 
 def _print_inspect(doc: dict[str, Any]) -> None:
     meta = doc["metadata"]
-    out.print(f"[bold]{meta.get('name', '?')}[/] {meta.get('version', '')}  {doc['reference']}")
+    out.print(styled((str(meta.get("name", "?")), "bold"), f" {meta.get('version', '')}  {doc['reference']}"))
     if not doc["bundle"]:
-        out.print("[yellow]note: this index is not an ECR bundle (no ECR artifactType)[/]")
+        out.print(styled(("note: this index is not an ECR bundle (no ECR artifactType)", "yellow")))
     summary = Table(show_header=False, box=None, pad_edge=False)
     for key in ("description", "authors", "license", "source", "revision", "created", "keywords", "runtime",
                 "hardware", "doi"):

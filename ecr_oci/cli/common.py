@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ecr_oci.errors import EcrError
 from ecr_oci.registry.auth import Credentials
@@ -16,32 +17,90 @@ from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference, parse_reference
 
 F = TypeVar("F", bound=Callable[..., Any])
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+# Markup is off on both consoles: everything printed may hold user-controlled text
+# (bundle metadata, file names, registry messages) in which "[...]" is not markup.
+# Styled output is built from rich Text objects instead.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False,
+              width=None if sys.stdout.isatty() else 200)
 
-EXIT_CODES_HELP = """Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 invalid metadata,
-4 unreadable image source, 5 registry error, 6 not found, 7 access denied,
-8 digest mismatch, 9 signature invalid."""
+# Keep in step with the README table (tests/cli/test_errors.py compares them).
+EXIT_CODES = {
+    0: "ok",
+    1: "unexpected error",
+    2: "usage (bad option or argument, weak password, key password missing or wrong)",
+    3: "invalid metadata",
+    4: "unreadable image source",
+    5: "registry error",
+    6: "not found",
+    7: "access denied (not logged in, wrong password, not allowed)",
+    8: "digest mismatch",
+    9: "signature invalid",
+    10: "profile error",
+    11: "Prometheus error",
+    130: "interrupted (Ctrl-C)",
+}
+EXIT_CODES_HELP = "Exit codes: " + ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line of literal text with optional styled parts: ``styled(("error:", "bold red"), " ", message)``."""
+    return Text.assemble(*parts)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    """Print ``error: MESSAGE`` (each further line of MESSAGE indented) and return the Exit to raise."""
+    first, *rest = message.splitlines() or [""]
+    err.print(styled(("error:", "bold red"), " ", first))
+    for line in rest:
+        err.print(Text("  " + line))
     return typer.Exit(code)
 
 
+def error_text(exc: EcrError) -> str:
+    """An error's message; a ValidationError carrying several problems lists them all."""
+    problems = getattr(exc, "problems", None)
+    if problems and len(problems) > 1:
+        return "\n".join(problems)
+    text = str(exc)
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 def handle_errors(fn: F) -> F:
-    """Turn library errors into one line on stderr and the error's exit code."""
+    """Turn errors into readable lines on stderr and a stable exit code, never a traceback.
+
+    Library errors carry their exit code; file-system errors (a name too long, a full
+    disk) and anything unexpected become one line with exit code 1. ``ECR_DEBUG=1``
+    shows the traceback of unexpected errors.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import os
+
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click_exceptions()):
+            raise
         except EcrError as exc:
-            raise fail(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__, exc.exit_code) from None
+            raise fail(error_text(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise fail(f"{exc.strerror or exc}{where}", 1) from None
+        except Exception as exc:
+            if os.environ.get("ECR_DEBUG"):
+                raise
+            raise fail(f"unexpected {exc.__class__.__name__}: {exc} (ECR_DEBUG=1 shows the traceback)", 1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def click_exceptions() -> type[Exception]:
+    import click
+
+    return click.exceptions.ClickException
 
 
 PlainHttp = Annotated[

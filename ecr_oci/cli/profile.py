@@ -23,6 +23,7 @@ from ecr_oci.cli.common import (
     handle_errors,
     make_client,
     out,
+    styled,
 )
 from ecr_oci.errors import ValidationError
 from ecr_oci.profile import (
@@ -208,7 +209,7 @@ def show(
         print(json.dumps(docs, indent=2, sort_keys=True))
         return
     for p in profiles:
-        out.print(f"[bold]{p.digest}[/]")
+        out.print(styled((p.digest, "bold")))
         out.print_json(json.dumps(p.summary.to_dict()))
 
 

@@ -33,7 +33,7 @@ class TransferProgress(AbstractContextManager["TransferProgress"]):
         self._progress: Progress | None = None
         if enabled and console.is_terminal:
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),  # file names are not markup
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ecr_oci.bundle.model import Bundle
+from ecr_oci.bundle.names import version_tag
 from ecr_oci.oci import Blob
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
@@ -23,12 +24,6 @@ class PushReport:
     mounted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     bytes_uploaded: int = 0
-
-
-def version_tag(version: str) -> str:
-    """The default tag for a version: OCI tags cannot hold ``+``, so build metadata
-    (``1.2.0+b.7``) becomes ``1.2.0_b.7``, the convention Helm uses too."""
-    return version.replace("+", "_")
 
 
 def push_blob(client: RegistryClient, repository: str, blob: Blob, report: PushReport,
