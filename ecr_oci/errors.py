@@ -23,6 +23,10 @@ class UsageError(EcrError):
 
     exit_code = 2
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
 
 class ValidationError(EcrError):
     """Input (ecr.yaml, annotations, a manifest) does not satisfy the spec.

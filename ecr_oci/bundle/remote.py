@@ -8,7 +8,7 @@ from typing import Any
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.annotations import metadata_from
 from ecr_oci.bundle.config import Platform
-from ecr_oci.errors import NotFoundError, ValidationError
+from ecr_oci.errors import EcrError, NotFoundError, ValidationError
 from ecr_oci.registry.client import Manifest, RegistryClient
 from ecr_oci.registry.reference import Reference
 
@@ -73,6 +73,25 @@ def platform_text(platform: dict[str, Any]) -> str:
     return "/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k))
 
 
+def is_artifact_tag(tag: str) -> bool:
+    """``sha256-<hex>[.sig|.att|...]``: signature, attestation and referrer-fallback tags."""
+    return tag.startswith("sha256-")
+
+
+def nearest_tags_hint(client: RegistryClient, repository: str, tag: str, count: int = 5) -> str:
+    """"; nearest tags: ..." for a missing tag, when the caller may list the repository's tags."""
+    import difflib
+
+    try:
+        tags = [t for t in client.tags(repository) if not is_artifact_tag(t)]
+    except EcrError:
+        return ""  # the caller may not see the tags: say nothing more
+    if not tags:
+        return "; the repository has no version tags"
+    nearest = difflib.get_close_matches(tag, tags, n=count, cutoff=0.0)
+    return f"; nearest tags: {', '.join(nearest)}"
+
+
 def fetch_bundle(client: RegistryClient, ref: Reference) -> RemoteBundle:
     """Fetch and parse a bundle index.
 
@@ -80,7 +99,13 @@ def fetch_bundle(client: RegistryClient, ref: Reference) -> RemoteBundle:
         NotFoundError: no such tag/digest.
         ValidationError: the reference names something that is not an image index.
     """
-    raw = client.get_manifest(ref.repository, ref.reference)
+    try:
+        raw = client.get_manifest(ref.repository, ref.reference)
+    except NotFoundError as exc:
+        if ref.digest or not ref.tag:
+            raise
+        raise NotFoundError(f"{exc}{nearest_tags_hint(client, ref.repository, ref.tag)}",
+                            status=exc.status, code=exc.code) from None
     if raw.media_type not in mt.INDEX_TYPES:
         raise ValidationError(f"{ref} is a single image ({raw.media_type}), not an ECR bundle index")
     return RemoteBundle(reference=ref.with_digest(raw.digest), index=raw.json(), raw=raw)

@@ -13,9 +13,10 @@ from typing import Annotated
 
 import typer
 
-from ecr_oci.cli.common import Insecure, err, fail, handle_errors, out
+from ecr_oci.cli.common import Insecure, err, handle_errors, out
+from ecr_oci.errors import AuthError, UsageError
 from ecr_oci.gateway.client import GatewayAdmin
-from ecr_oci.registry.auth import Credentials, lookup_credentials
+from ecr_oci.registry.auth import Credentials, lookup_credentials, not_logged_in, stored_registries
 from ecr_oci.registry.reference import parse_reference
 
 admin_app = typer.Typer(help="Users, nodes, tokens and maintenance of an ECR gateway.", no_args_is_help=True)
@@ -31,12 +32,23 @@ Server = Annotated[str | None, typer.Option("--server", envvar="ECR_SERVER", hel
 
 
 def _client(server: str | None, insecure: bool, fallback: str | None = None) -> GatewayAdmin:
+    """A client of the gateway named by --server/ECR_SERVER, else by the command's
+    reference, else by the one stored login; credentials from ECR_USERNAME and
+    ECR_PASSWORD, else the stored login for that gateway."""
     server = server or fallback
     if not server:
-        raise fail("no gateway: pass --server or set ECR_SERVER", 2)
+        logins = stored_registries()
+        if len(logins) != 1:
+            raise UsageError("which gateway? pass --server HOST[:PORT] or set ECR_SERVER"
+                             + (f" (logged in to {', '.join(logins)})" if logins else ""))
+        server = logins[0]
     username, password = os.environ.get("ECR_USERNAME"), os.environ.get("ECR_PASSWORD")
     host = server.split("://", 1)[-1].rstrip("/")
+    if username and password is None:
+        raise UsageError("ECR_USERNAME is set but ECR_PASSWORD is not")
     creds = Credentials(username, password) if username and password is not None else lookup_credentials(host)
+    if creds is None:
+        raise AuthError(not_logged_in(host))
     return GatewayAdmin(server, creds, verify_tls=not insecure)
 
 

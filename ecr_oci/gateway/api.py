@@ -26,7 +26,7 @@ from ecr_oci.gateway.policy import Caller, can_manage
 from ecr_oci.gateway.stages import StageError, StagePolicy, content_closure, set_stage
 from ecr_oci.gateway.state import GRANT_LEVELS, VISIBILITIES, Account
 from ecr_oci.gateway.system import SYSTEM_USER, countersign
-from ecr_oci.registry.client import MANIFEST_ACCEPT
+from ecr_oci.registry.client import MANIFEST_ACCEPT, at
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -219,7 +219,7 @@ async def _resolve(gateway: Gateway, repository: str, reference: str) -> str:
     resp = await gateway.upstream.head(f"/v2/{repository}/manifests/{reference}", repository, MANIFEST_ACCEPT)
     digest = resp.headers.get("docker-content-digest")
     if resp.status_code != 200 or not digest:
-        raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
+        raise ApiError(f"{repository}{at(reference)} not found", 404, repository=repository)
     return str(digest)
 
 
@@ -241,10 +241,10 @@ async def apply_stage(gateway: Gateway, caller: Caller, repository: str, referen
         ApiError: not visible (404), refused by the stage policy, bad values.
     """
     if not catalog.may_pull(gateway, caller, repository):
-        raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
+        raise ApiError(f"{repository}{at(reference)} not found", 404, repository=repository)
     digest = await _resolve(gateway, repository, reference)
     if not catalog.may_see(gateway, caller, repository, digest):
-        raise ApiError(f"{repository}:{reference} not found", 404, repository=repository)
+        raise ApiError(f"{repository}{at(reference)} not found", 404, repository=repository)
     deployment = deployment or ""
     if deployment:
         deployment = _parsed(names.deployment, deployment, "deployment")

@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import requests
 
-from ecr_oci.errors import AuthError, NotFoundError, RegistryError
-from ecr_oci.registry.auth import Credentials
+from ecr_oci.errors import AuthError, NotFoundError, RegistryError, UsageError
+from ecr_oci.registry.auth import Credentials, not_logged_in, wrong_password
 from ecr_oci.registry.client import is_loopback
 
 
@@ -25,6 +25,8 @@ class GatewayAdmin:
         if "://" not in server:
             server = f"{'http' if is_loopback(server) else 'https'}://{server}"
         self.base = server.rstrip("/")
+        self.host = self.base.split("://", 1)[1]
+        self.username = credentials.username if credentials else None
         self._session = requests.Session()
         self._session.verify = verify_tls
         if credentials:
@@ -42,10 +44,18 @@ class GatewayAdmin:
         if resp.ok:
             return data
         message = str(data.get("error") or f"HTTP {resp.status_code}")
-        if resp.status_code in (401, 403):
-            raise AuthError(message, status=resp.status_code)
+        if resp.status_code == 401:
+            if self.username is None:
+                raise AuthError(not_logged_in(self.host), status=401)
+            raise AuthError(wrong_password(self.host, self.username), status=401)
+        if resp.status_code == 403:
+            if message == "admin only":
+                message = f"admins only: user {self.username!r} is not an administrator of {self.host}"
+            raise AuthError(message, status=403)
         if resp.status_code == 404:
             raise NotFoundError(message, status=404)
+        if resp.status_code in (400, 409, 422):
+            raise UsageError(message, status=resp.status_code)
         raise RegistryError(message, status=resp.status_code)
 
     def whoami(self) -> dict[str, Any]:

@@ -85,6 +85,15 @@ def lookup_credentials(registry: str) -> Credentials | None:
     return None
 
 
+def stored_registries() -> list[str]:
+    """Registries with credentials in docker's ``config.json`` (where ``ecr login`` writes)."""
+    try:
+        config = json.loads(docker_config_path().read_text())
+    except (OSError, ValueError):
+        return []
+    return sorted(key.split("://", 1)[-1].rstrip("/") for key in config.get("auths", {}))
+
+
 def store_credentials(registry: str, creds: Credentials, path: Path | None = None) -> Path:
     """Save credentials in docker's ``config.json`` (mode 0600) the way ``docker login`` does."""
     path = path or docker_config_path()
@@ -116,6 +125,20 @@ def remove_credentials(registry: str, path: Path | None = None) -> bool:
     return removed
 
 
+def login_hint(registry: str) -> str:
+    where = f" {registry}" if registry else ""
+    return f"run `ecr login{where}`, or set ECR_USERNAME and ECR_PASSWORD (or --username with --password-stdin)"
+
+
+def not_logged_in(registry: str) -> str:
+    return f"not logged in to {registry or 'the registry'}: {login_hint(registry)}"
+
+
+def wrong_password(registry: str, username: str) -> str:
+    return (f"wrong user name or password for {registry or 'the registry'} (user {username!r});"
+            f" {login_hint(registry)}")
+
+
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -133,9 +156,10 @@ class TokenAuth:
         credentials: username/password, or None for anonymous access.
     """
 
-    def __init__(self, session: requests.Session, credentials: Credentials | None) -> None:
+    def __init__(self, session: requests.Session, credentials: Credentials | None, registry: str = "") -> None:
         self._session = session
         self.credentials = credentials
+        self.registry = registry
         self._tokens: dict[tuple[str, ...], str] = {}
         self._basic = False
         self._lock = threading.Lock()
@@ -164,7 +188,7 @@ class TokenAuth:
         scheme, params = parse_challenge(challenge)
         if scheme == "basic":
             if not self.credentials:
-                raise AuthError("authentication required: run `ecr login` or pass --username")
+                raise AuthError(not_logged_in(self.registry))
             self._basic = True
             return {"Authorization": self._basic_value()}
         if scheme != "bearer" or "realm" not in params:
@@ -183,7 +207,9 @@ class TokenAuth:
         except requests.RequestException as exc:
             raise AuthError(f"token endpoint {params['realm']} unreachable: {exc}") from exc
         if resp.status_code in (401, 403):
-            raise AuthError("credentials refused by the token service", status=resp.status_code)
+            if self.credentials:
+                raise AuthError(wrong_password(self.registry, self.credentials.username), status=resp.status_code)
+            raise AuthError(not_logged_in(self.registry), status=resp.status_code)
         if not resp.ok:
             raise AuthError(f"token endpoint answered HTTP {resp.status_code}", status=resp.status_code)
         try:

@@ -50,6 +50,11 @@ class Manifest:
         return parsed
 
 
+def at(reference: str) -> str:
+    """``@sha256:...`` for a digest, ``:TAG`` for a tag: how a reference is appended to a name."""
+    return f"@{reference}" if reference.startswith(("sha256:", "sha512:")) else f":{reference}"
+
+
 def is_loopback(registry: str) -> bool:
     """True for ``localhost``, ``127.x.y.z`` and ``[::1]`` hosts (served without TLS here)."""
     host = registry.rsplit(":", 1)[0] if not registry.startswith("[") else registry[1:].split("]")[0]
@@ -107,7 +112,7 @@ class RegistryClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "ecr-oci/0.1"
-        self.auth = TokenAuth(self.session, credentials or lookup_credentials(registry))
+        self.auth = TokenAuth(self.session, credentials or lookup_credentials(registry), registry)
         self.chunk_size = chunk_size
 
     # --- plumbing -------------------------------------------------------------------
@@ -160,8 +165,35 @@ class RegistryClient:
         if status == 404 and not_found:
             raise NotFoundError(f"{not_found} ({text})", status=status, code=code)
         if status in (401, 403):
-            raise AuthError(f"access denied by {self.registry}: {text}", status=status, code=code)
+            raise AuthError(self._denied(scopes, text), status=status, code=code)
         raise RegistryError(f"{method} {url.replace(self.base_url, '')}: {text}", status=status, code=code)
+
+    def _denied(self, scopes: tuple[str, ...], text: str) -> str:
+        """Why a request was refused, in words that say what to do.
+
+        A gateway answers the same for a repository that does not exist and one the
+        caller may not see, so a refused read says both possibilities.
+        """
+        from ecr_oci.registry.auth import not_logged_in
+
+        repository_scopes = [s.split(":") for s in scopes if s.startswith("repository:")]
+        if not repository_scopes:
+            if self.auth.credentials is None:
+                return f"{not_logged_in(self.registry)} ({text})"
+            return f"access denied by {self.registry} to user {self.auth.credentials.username!r} ({text})"
+        _, *name_parts, actions = repository_scopes[0]
+        repository = ":".join(name_parts)
+        user = self.auth.credentials.username if self.auth.credentials else None
+        if "push" in actions.split(",") or "delete" in actions.split(","):
+            verb = "delete from" if "delete" in actions else "push to"
+            if user is None:
+                return f"{verb} {self.registry}/{repository} needs a login: {not_logged_in(self.registry)}"
+            return (f"user {user!r} may not {verb} {self.registry}/{repository} (not your namespace and no write"
+                    f" grant; `ecr repo grant` gives one)")
+        if user is None:
+            return (f"{self.registry}/{repository}: not found, or not visible without a login"
+                    f" ({not_logged_in(self.registry)})")
+        return f"{self.registry}/{repository}: not found, or user {user!r} has no access to it"
 
     @staticmethod
     def scope(repository: str, actions: str = "pull") -> str:
@@ -184,7 +216,7 @@ class RegistryClient:
             f"/v2/{repository}/manifests/{reference}",
             scopes=(self.scope(repository),),
             headers={"Accept": MANIFEST_ACCEPT},
-            not_found=f"{self.registry}/{repository}:{reference} not found",
+            not_found=f"{self.registry}/{repository}{at(reference)} not found",
         )
         data = resp.content
         if len(data) > MAX_MANIFEST_BYTES:

@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ecr_oci.errors import SignatureError
+from ecr_oci.errors import UsageError
 
 SIGSTORE_PEM_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
 COSIGN_PEM_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"
@@ -53,8 +53,9 @@ KEY_SIZE = 32
 Password = bytes | Callable[[], bytes]
 
 
-class KeyFileError(SignatureError):
-    """A key file is unreadable, of an unsupported kind, or the password is wrong (exit 9)."""
+class KeyFileError(UsageError):
+    """A key file is unreadable, of an unsupported kind, or its password is missing or
+    wrong: a usage problem (exit 2), not an invalid signature."""
 
 
 def generate_key() -> ec.EllipticCurvePrivateKey:

@@ -121,13 +121,13 @@ def test_ecr_keygen_cli(tmp_path: Path) -> None:
     assert "prime256v1" in text or "P-256" in text
     again = subprocess.run(["ecr", "keygen", "--output-prefix", str(tmp_path / "k")], capture_output=True,
                            text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
-    assert again.returncode == 9 and "exists" in again.stderr
+    assert again.returncode == 2 and "exists" in again.stderr
 
 
 def test_ecr_keygen_without_password_or_terminal_fails_clearly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "COSIGN_PASSWORD"}
     proc = subprocess.run(["ecr", "keygen", "--output-prefix", str(tmp_path / "k")], capture_output=True,
                           text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 9
+    assert proc.returncode == 2  # usage: the key password is missing, no signature is involved
     assert "COSIGN_PASSWORD" in proc.stderr
     assert not (tmp_path / "k.key").exists()
