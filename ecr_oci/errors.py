@@ -89,3 +89,9 @@ class SignatureError(EcrError):
     """A signature or attestation is missing, malformed or does not verify."""
 
     exit_code = 9
+
+
+class Interrupted(EcrError):
+    """The user interrupted a transfer (Ctrl-C); what was sent or fetched is kept for a resume."""
+
+    exit_code = 130

@@ -75,6 +75,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "auth.json").write_text('{"auths": {}}')
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / ".docker"))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    # ecr's cache (upload sessions, where blobs were seen) per test too
+    monkeypatch.setenv("ECR_CACHE_DIR", str(tmp_path / "ecr-cache"))
 
 
 @pytest.fixture(scope="session")

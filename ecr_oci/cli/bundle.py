@@ -84,9 +84,11 @@ def push(
     with tempfile.TemporaryDirectory(prefix="ecr-") as scratch:
         bundle = build_bundle(config, Path(scratch))
         report = push_bundle(bundle, client, target, progress=TransferProgress(not quiet), parallel=parallel)
+    resumed = f", {len(report.resumed)} resumed" if report.resumed else ""
     err.print(
         f"pushed {config.name} {config.version}: {len(report.uploaded)} blobs uploaded "
-        f"({human_size(report.bytes_uploaded)}), {len(report.mounted)} mounted, {len(report.skipped)} already present"
+        f"({human_size(report.bytes_uploaded)}{resumed}), {len(report.mounted)} mounted, "
+        f"{len(report.skipped)} already present"
     )
     if signing_key is not None:
         materials = [
@@ -119,7 +121,11 @@ def _sign_and_attest(client: Any, pushed: Any, key: Any, materials: list[dict[st
 @handle_errors
 def pull(
     reference: Ref,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write into.")] = Path("."),
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Directory to write into (new or empty; default ./NAME-TAG).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Pull into a directory holding other files (a previously pulled bundle is replaced).")
+    ] = False,
     platform: Annotated[str | None, typer.Option(help="os/arch or os/arch/variant; default: this machine's.")] = None,
     model_only: Annotated[bool, typer.Option("--model-only", help="Only the model/data files.")] = False,
     plain_http: PlainHttp = None,
@@ -138,6 +144,9 @@ def pull(
     """
     ref = parse_reference(reference)
     chosen = None if model_only else Platform.parse(platform or host_platform())
+    if output is None:  # a new directory named after what is pulled, never the current one
+        label = ref.digest[7:19] if ref.digest else ref.tag
+        output = Path(f"{ref.repository.rsplit('/', 1)[-1]}-{label}")
     client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
                          username=username, password_stdin=password_stdin)
     if require_signature is not None:
@@ -145,7 +154,7 @@ def pull(
 
         ref = verified_reference(client, ref, require_signature)  # pinned: a moved tag cannot swap content
     report = pull_bundle(client, ref, output, platform=chosen, model_only=model_only,
-                         progress=TransferProgress(not quiet))
+                         progress=TransferProgress(not quiet), force=force)
     err.print(f"pulled {len(report.files)} blobs ({human_size(report.bytes_downloaded)}) into {output}")
     out.print(report.bundle.reference.pinned())
 

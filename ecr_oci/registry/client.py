@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,12 @@ from ecr_oci.digest import CHUNK, VerifyingWriter, hex_of, sha256_bytes, sha256_
 from ecr_oci.errors import (
     AuthError,
     DigestMismatchError,
+    Interrupted,
     NotFoundError,
     RegistryError,
 )
 from ecr_oci.registry.auth import Credentials, TokenAuth, lookup_credentials
+from ecr_oci.transfer.state import UploadSessions
 
 Progress = Callable[[int], None]
 MANIFEST_ACCEPT = ", ".join(sorted(mt.MANIFEST_TYPES))
@@ -114,6 +117,8 @@ class RegistryClient:
         self.session.headers["User-Agent"] = "ecr-oci/0.1"
         self.auth = TokenAuth(self.session, credentials or lookup_credentials(registry), registry)
         self.chunk_size = chunk_size
+        # Set (by a Ctrl-C handler) to stop every transfer of this client within one chunk.
+        self.cancelled = threading.Event()
 
     # --- plumbing -------------------------------------------------------------------
     def request(
@@ -396,23 +401,43 @@ class RegistryClient:
         size: int,
         read_from: Callable[[int], Iterator[bytes]],
         progress: Progress | None = None,
-    ) -> None:
+        *,
+        sessions: UploadSessions | None = None,
+    ) -> int:
         """Chunked, resumable upload of a blob whose digest and size are known.
 
         Args:
             read_from: returns an iterator over the blob's bytes starting at an offset
                 (called again with the server's offset after a broken connection).
             progress: called with the number of bytes each time some are sent.
+            sessions: where the upload session is remembered, so that a later run
+                resumes it at the registry's offset instead of starting over.
+
+        Returns:
+            the offset the upload resumed from (0 for a fresh upload).
 
         Raises:
             RegistryError: the upload failed after retries.
+            Interrupted: :attr:`cancelled` was set; the session is remembered.
         """
-        _, location = self._start_upload(repository)
         scopes = (self.scope(repository, "pull,push"),)
-        offset = 0
+        location, offset = "", 0
+        saved = sessions.get(self.registry, repository, digest) if sessions else None
+        if saved:
+            try:
+                offset, location = self._upload_status(saved, scopes)
+            except RegistryError:
+                location, offset = "", 0  # the registry forgot it (expired, or broken mid-chunk)
+            if offset > size:
+                location, offset = "", 0
+        if not location:
+            _, location = self._start_upload(repository)
+        resumed_from = offset
         failures = 0
-        stream = _Reader(read_from(0))
+        stream = _Reader(read_from(offset))
         while offset < size:
+            if sessions:
+                sessions.put(self.registry, repository, digest, location)
             end = min(offset + self.chunk_size, size)
             body = stream.take(end - offset)
             try:
@@ -424,16 +449,16 @@ class RegistryClient:
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"{offset}-{end - 1}",
                     },
-                    data=_counting(body, progress),
+                    data=_counting(body, progress, self.cancelled),
                     ok=(202,),
                     retry_auth=False,
                 )
             except RegistryError:
                 failures += 1
-                if failures >= RETRIES:
+                if failures >= RETRIES or self.cancelled.is_set():
                     raise
                 try:
-                    offset = self._upload_offset(location, scopes)
+                    offset, location = self._upload_status(location, scopes)
                 except RegistryError:
                     # Distribution invalidates a session whose chunk broke half-way
                     # (BLOB_UPLOAD_INVALID): only a new session from byte 0 is left.
@@ -442,6 +467,13 @@ class RegistryClient:
                 stream = _Reader(read_from(offset))
                 continue
             location = urljoin(self.base_url, resp.headers.get("Location", location))
+            if self.cancelled.is_set():
+                # The body was ended cleanly at a chunk boundary, so the registry keeps
+                # what it got: remember the session for the next run.
+                if sessions:
+                    sessions.put(self.registry, repository, digest, location)
+                stored = _range_end(resp.headers.get("Range"))
+                raise Interrupted(f"upload of {digest} interrupted after {stored} of {size} bytes")
             offset = end
         self.request(
             "PUT",
@@ -451,13 +483,18 @@ class RegistryClient:
             headers={"Content-Length": "0"},
             ok=(201,),
         )
+        if sessions:
+            sessions.forget(self.registry, repository, digest)
+        return resumed_from
 
     def _upload_offset(self, location: str, scopes: tuple[str, ...]) -> int:
-        """Where the registry says an interrupted upload session stands."""
+        """Bytes the registry holds of an upload session."""
+        return self._upload_status(location, scopes)[0]
+
+    def _upload_status(self, location: str, scopes: tuple[str, ...]) -> tuple[int, str]:
+        """Where the registry says an upload session stands: (offset, current location)."""
         resp = self.request("GET", location, scopes=scopes, ok=(204,))
-        rng = resp.headers.get("Range", "0-0")
-        end = int(rng.split("-")[-1])
-        return end + 1 if end > 0 else 0
+        return _range_end(resp.headers.get("Range")), urljoin(self.base_url, resp.headers.get("Location", location))
 
     def upload_file(self, repository: str, path: Path, progress: Progress | None = None) -> str:
         """Upload a file as a blob unless present; returns its digest."""
@@ -525,6 +562,8 @@ class RegistryClient:
                             fh.truncate()
                             writer = VerifyingWriter(fh, digest, size)
                         for chunk in resp.iter_content(CHUNK):
+                            if self.cancelled.is_set():
+                                raise Interrupted(f"download of {digest} interrupted (kept for a resume)")
                             writer.write(chunk)
                             if progress:
                                 progress(len(chunk))
@@ -577,8 +616,20 @@ class _Reader:
             yield chunk
 
 
-def _counting(body: Iterator[bytes], progress: Progress | None) -> Iterator[bytes]:
+def _counting(body: Iterator[bytes], progress: Progress | None, cancelled: threading.Event) -> Iterator[bytes]:
+    """The body of a PATCH; ends early (cleanly, so the registry keeps what it got) on cancel."""
     for chunk in body:
+        if cancelled.is_set():
+            return
         if progress:
             progress(len(chunk))
         yield chunk
+
+
+def _range_end(header: str | None) -> int:
+    """Bytes a registry holds of an upload, from its ``Range: 0-<last>`` header."""
+    try:
+        end = int((header or "0-0").split("-")[-1])
+    except ValueError:
+        return 0
+    return end + 1 if end > 0 else 0

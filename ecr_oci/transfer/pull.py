@@ -21,10 +21,12 @@ from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.config import Platform
 from ecr_oci.bundle.remote import RemoteBundle, fetch_bundle
 from ecr_oci.digest import hex_of, sha256_file
-from ecr_oci.errors import ValidationError
+from ecr_oci.errors import UsageError, ValidationError
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
 from ecr_oci.transfer.progress import TransferProgress
+from ecr_oci.transfer.push import run_cancellable
+from ecr_oci.transfer.state import BlobLocations
 
 
 @dataclass
@@ -64,18 +66,23 @@ def pull_bundle(
     model_only: bool = False,
     progress: TransferProgress | None = None,
     parallel: int = 4,
+    force: bool = False,
 ) -> PullReport:
     """Download a bundle's image for ``platform`` and its model/data files into ``out``.
 
     Args:
         platform: which image to fetch; None with ``model_only``.
         model_only: skip the image.
+        force: pull into a directory that holds other files (a previous bundle's
+            files, listed in its ecr-bundle.json, are removed first).
 
     Raises:
         NotFoundError: no such bundle, or no image for ``platform``.
         DigestMismatchError: some content did not verify (nothing is left for it).
+        UsageError: ``out`` holds other files and ``force`` is not set.
     """
     bundle = fetch_bundle(client, ref)
+    prepare_output(out, bundle.digest, force=force)
     repo = ref.repository
     report = PullReport(bundle=bundle, platform=str(platform) if platform else None)
     jobs: list[tuple[str, int, Path, str]] = []  # digest, size, destination, label
@@ -110,10 +117,11 @@ def pull_bundle(
             return
         client.download_blob(repo, digest, dest, size, progress.track(f"pull {label}", size))
 
-    with progress, ThreadPoolExecutor(max_workers=parallel) as pool:
-        for future in [pool.submit(fetch, job) for job in jobs]:
-            future.result()
+    with progress:
+        pool = ThreadPoolExecutor(max_workers=parallel)
+        run_cancellable(client, [pool.submit(fetch, job) for job in jobs], pool)
     report.bytes_downloaded = progress.bytes
+    BlobLocations().record(client.registry, repo, [digest for digest, _, _, _ in jobs])
     report.files = [dest for _, _, dest, _ in jobs]
     if not model_only:
         _write_layout(out / "image", entry, bundle.metadata.get("version") or "latest")
@@ -122,9 +130,63 @@ def pull_bundle(
         "digest": bundle.digest,
         "platform": report.platform,
         "metadata": bundle.metadata,
+        "files": sorted(path.relative_to(out).as_posix() for path in report.files if out in path.parents),
     }
-    (out / "ecr-bundle.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    (out / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+    (out / IN_PROGRESS).unlink(missing_ok=True)
     return report
+
+
+RECORD = "ecr-bundle.json"  # written last: the bundle a directory holds, and its files
+IN_PROGRESS = ".ecr-pull"  # the digest of a pull under way (an interrupted one resumes)
+
+
+def _digest_in(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("digest") if isinstance(data, dict) else None
+
+
+def prepare_output(out: Path, digest: str, *, force: bool) -> None:
+    """Make sure pulling ``digest`` into ``out`` cannot mix two bundles' files.
+
+    An empty or new directory is fine, and so is one holding this same bundle (a
+    repeated or interrupted pull). Anything else needs ``force``; then the files of a
+    previous bundle (listed in its ecr-bundle.json) are removed first.
+
+    Raises:
+        UsageError: ``out`` is a file, or holds other files and ``force`` is not set.
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file, not a directory")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    held = _digest_in(out / RECORD) or _digest_in(out / IN_PROGRESS)
+    if entries and held != digest:
+        if not force:
+            what = f"another bundle ({held})" if held else f"{len(entries)} entries, e.g. {entries[0]!r}"
+            raise UsageError(f"{out} is not empty (it holds {what}): pull into a new or empty directory,"
+                             " or pass --force")
+        _remove_previous(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / IN_PROGRESS).write_text(json.dumps({"digest": digest}))
+
+
+def _remove_previous(out: Path) -> None:
+    """Remove the files an earlier pull recorded (never anything else the user keeps there)."""
+    import shutil
+
+    try:
+        record = json.loads((out / RECORD).read_text())
+    except (OSError, ValueError):
+        return
+    for name in record.get("files") or []:
+        path = out / safe_title(str(name))
+        if path.is_file():
+            path.unlink()
+    shutil.rmtree(out / "image", ignore_errors=True)
+    (out / RECORD).unlink(missing_ok=True)
 
 
 def _verified(path: Path, digest: str) -> bool:
