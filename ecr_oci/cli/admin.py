@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from ecr_oci.cli.common import Insecure, err, handle_errors, out
 from ecr_oci.errors import AuthError, UsageError
@@ -31,7 +34,8 @@ admin_app.add_typer(node_app, name="node")
 Server = Annotated[str | None, typer.Option("--server", envvar="ECR_SERVER", help="Gateway HOST[:PORT] or URL.")]
 
 
-def _client(server: str | None, insecure: bool, fallback: str | None = None) -> GatewayAdmin:
+def _client(server: str | None, insecure: bool, fallback: str | None = None, *,
+            anonymous: bool = False) -> GatewayAdmin:
     """A client of the gateway named by --server/ECR_SERVER, else by the command's
     reference, else by the one stored login; credentials from ECR_USERNAME and
     ECR_PASSWORD, else the stored login for that gateway."""
@@ -47,24 +51,72 @@ def _client(server: str | None, insecure: bool, fallback: str | None = None) -> 
     if username and password is None:
         raise UsageError("ECR_USERNAME is set but ECR_PASSWORD is not")
     creds = Credentials(username, password) if username and password is not None else lookup_credentials(host)
-    if creds is None:
+    if creds is None and not anonymous:
         raise AuthError(not_logged_in(host))
     return GatewayAdmin(server, creds, verify_tls=not insecure)
+
+
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, sort_keys=True))
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @user_app.command("add")
 @handle_errors
 def user_add(
-    name: Annotated[str, typer.Argument(help="User name (also their namespace).")],
+    name: Annotated[str, typer.Argument(help="User name: lowercase letters and digits, separated by . _ or -"
+                                             " (it is also the user's namespace).")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    reset_password: Annotated[bool, typer.Option(
+        "--reset-password", help="The user exists: set a new password.")] = False,
     server: Server = None,
     insecure: Insecure = False,
 ) -> None:
-    """Create (or reset the password of) a user."""
-    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else typer.prompt("Password", hide_input=True)
-    _client(server, insecure).add_user(name, password, admin)
-    err.print(f"user {name} saved")
+    """Create a user (password: at least 8 characters), or with --reset-password set a new password."""
+    client = _client(server, insecure)  # says how to log in before asking for anything
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    client.add_user(name, password, admin, reset_password=reset_password)
+    err.print(f"user {name} {'password reset' if reset_password else 'created'}")
+
+
+@user_app.command("list")
+@handle_errors
+def user_list(server: Server = None, insecure: Insecure = False, as_json: Json = False) -> None:
+    """List users (admins only)."""
+    users = _client(server, insecure).accounts("user")
+    if as_json:
+        _print_json(users)
+        return
+    table = Table("user", "admin", "tokens", "grants", box=None)
+    for user in users:
+        table.add_row(user["name"], "yes" if user["admin"] else "", str(len(user["tokens"])),
+                      ", ".join(f"{g['repository']} ({g['level']})" for g in user["grants"]))
+    out.print(table)
+
+
+@user_app.command("show")
+@handle_errors
+def user_show(name: Annotated[str, typer.Argument(help="User name.")], server: Server = None,
+              insecure: Insecure = False, as_json: Json = False) -> None:
+    """Show a user: admin or not, API tokens (id, label, created), grants."""
+    _show_account(_client(server, insecure).account("user", name), as_json)
+
+
+@user_app.command("remove")
+@handle_errors
+def user_remove(name: Annotated[str, typer.Argument(help="User name.")], server: Server = None,
+                insecure: Insecure = False) -> None:
+    """Remove a user, their API tokens and grants (their repositories stay)."""
+    _client(server, insecure).remove_account("user", name)
+    err.print(f"user {name} removed (tokens and grants revoked)")
 
 
 @user_app.command("token")
@@ -96,6 +148,19 @@ def _facts(platform: str | None, accelerator: str | None, memory: str | None, cp
     return validate_facts(facts) if facts else None
 
 
+@user_app.command("revoke-token")
+@handle_errors
+def user_revoke_token(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    token_id: Annotated[str, typer.Argument(help="Token id, as `ecr admin user show` lists it.")],
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Revoke one of a user's API tokens (it stops working at once)."""
+    revoked = _client(server, insecure).revoke_token(name, token_id)
+    err.print(f"token {revoked['revoked']} of {name} revoked")
+
+
 @node_app.command("add")
 @handle_errors
 def node_add(
@@ -109,7 +174,11 @@ def node_add(
     server: Server = None,
     insecure: Insecure = False,
 ) -> None:
-    """Register a node (with its hardware facts); prints its credential (username = node name)."""
+    """Register a node (with its hardware facts) and print its credential (username = node name).
+
+    For a node that exists this rotates: a new credential is printed, the old one
+    stops working, and the node's deployments become the ones given.
+    """
     facts = _facts(platform, accelerator, memory, cpu, sensor)  # checked before anything is created
     client = _client(server, insecure)
     credential = client.add_node(name, deployment)
@@ -135,6 +204,52 @@ def node_facts(
     client = _client(server, insecure)
     answer = client.set_node_facts(name, facts) if facts else client.node_facts(name)
     out.print(json.dumps(answer, indent=2), markup=False)
+
+
+@node_app.command("list")
+@handle_errors
+def node_list(server: Server = None, insecure: Insecure = False, as_json: Json = False) -> None:
+    """List nodes and their deployments (admins only)."""
+    nodes = _client(server, insecure).accounts("node")
+    if as_json:
+        _print_json(nodes)
+        return
+    table = Table("node", "deployments", "credentials", box=None)
+    for node in nodes:
+        table.add_row(node["name"], ", ".join(node["deployments"]), str(len(node["tokens"])))
+    out.print(table)
+
+
+@node_app.command("show")
+@handle_errors
+def node_show(name: Annotated[str, typer.Argument(help="Node name.")], server: Server = None,
+              insecure: Insecure = False, as_json: Json = False) -> None:
+    """Show a node: deployments and credentials (id, created)."""
+    _show_account(_client(server, insecure).account("node", name), as_json)
+
+
+@node_app.command("remove")
+@handle_errors
+def node_remove(name: Annotated[str, typer.Argument(help="Node name.")], server: Server = None,
+                insecure: Insecure = False) -> None:
+    """Remove a node; its credential stops working at once."""
+    _client(server, insecure).remove_account("node", name)
+    err.print(f"node {name} removed (credential revoked)")
+
+
+def _show_account(account: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(account)
+        return
+    out.print(f"{account['kind']} {account['name']}" + (" (admin)" if account.get("admin") else ""))
+    if "deployments" in account:
+        out.print(f"deployments: {', '.join(account['deployments']) or '-'}")
+    for grant in account.get("grants", []):
+        out.print(f"grant: {grant['level']} on {grant['repository']}")
+    table = Table("token id", "label", "created", box=None)
+    for token in account["tokens"]:
+        table.add_row(token["id"], token["label"], _when(token["created"]))
+    out.print(table if account["tokens"] else "no API tokens")
 
 
 @admin_app.command("reindex")
@@ -210,7 +325,89 @@ def stage_list(
     repository: Annotated[str, typer.Argument(help="HOST[:PORT]/REPOSITORY")],
     server: Server = None,
     insecure: Insecure = False,
+    as_json: Json = False,
 ) -> None:
-    """Show a repository's stage audit trail (JSON)."""
+    """Show a repository's stage audit trail: when, which bundle, which stage, who, evidence."""
     ref = parse_reference(repository, default_tag=None)
-    out.print(json.dumps(_client(server, insecure, ref.registry).stages(ref.repository)["events"], indent=2))
+    events = _client(server, insecure, ref.registry, anonymous=True).stages(ref.repository)["events"]
+    if as_json:
+        _print_json(events)
+        return
+    table = Table("when", "digest", "stage", "deployment", "by", "evidence", box=None)
+    for event in events:
+        evidence = ", ".join(f"{k}={v}" for k, v in sorted((event.get("evidence") or {}).items()))
+        table.add_row(_when(event["at"]), event["digest"], event["stage"], event.get("deployment") or "",
+                      event.get("actor") or "", evidence)
+    out.print(table if events else f"no stage events for {ref.repository}")
+
+
+def _repository_argument(text: str) -> tuple[str | None, str]:
+    """``alice/x`` or ``HOST[:PORT]/alice/x``: (gateway or None, repository)."""
+    first, _, rest = text.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, text
+
+
+@repo_app.command("show")
+@handle_errors
+def repo_show(
+    repository: Annotated[str, typer.Argument(help="NAMESPACE/NAME, or HOST[:PORT]/NAMESPACE/NAME.")],
+    server: Server = None,
+    insecure: Insecure = False,
+    as_json: Json = False,
+) -> None:
+    """Show a repository's visibility, what you may do, and (if you manage it) its grants."""
+    host, name = _repository_argument(repository)
+    facts = _client(server, insecure, host, anonymous=True).repository(name)
+    if as_json:
+        _print_json(facts)
+        return
+    out.print(f"{facts['repository']}: {facts['visibility']}; you may {', '.join(facts['may']) or 'nothing'}")
+    for account, level in (facts.get("grants") or {}).items():
+        out.print(f"grant: {account} {level}")
+
+
+@handle_errors
+def search(
+    query: Annotated[str, typer.Argument(help="Words in a bundle's name, description or keywords.")] = "",
+    keyword: Annotated[str, typer.Option("--keyword", help="Only bundles with this keyword.")] = "",
+    platform: Annotated[str, typer.Option("--platform", help="Only bundles with an image for os/arch.")] = "",
+    stage: Annotated[str, typer.Option("--stage", help="Only bundles that reached this stage.")] = "",
+    server: Server = None,
+    insecure: Insecure = False,
+    as_json: Json = False,
+) -> None:
+    """Search the bundles you may see on a gateway."""
+    result = _client(server, insecure, anonymous=True).search(q=query, keyword=keyword, platform=platform,
+                                                             stage=stage)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table("bundle", "version", "platforms", "stages", "description", box=None)
+    for bundle in result["bundles"]:
+        for version in bundle["versions"]:
+            meta = version["metadata"]
+            stages = ", ".join(f"{s}" + (f" ({d})" if d else "") for d, s in sorted(version["stages"].items()))
+            table.add_row(bundle["repository"], version["tag"], ", ".join(version["platforms"]), stages,
+                          str(meta.get("description", ""))[:60])
+    out.print(table if result["bundles"] else "no bundles found")
+
+
+@handle_errors
+def signing_key(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to save the PEM public key.")] = Path(
+        "ecr.pub"),
+    server: Server = None,
+    insecure: Insecure = False,
+) -> None:
+    """Fetch the gateway's countersigning public key (what approvals are signed with).
+
+    Nodes then refuse unapproved bundles with `ecr pull --require-signature ecr.pub`.
+    """
+    pem = _client(server, insecure, anonymous=True).signing_key()
+    if b"PUBLIC KEY" not in pem:
+        raise UsageError("the gateway answered something that is not a PEM public key")
+    output.write_bytes(pem)
+    err.print(f"saved the gateway's signing key to {output}")
+

@@ -29,6 +29,7 @@ from ecr_oci.gateway.system import SYSTEM_USER, countersign
 from ecr_oci.registry.client import MANIFEST_ACCEPT, at
 
 MAX_BODY_BYTES = 1 << 20
+MIN_PASSWORD_LENGTH = 8  # the password rule (README, deploy/README.md)
 
 
 class ApiError(Exception):
@@ -110,14 +111,19 @@ async def add_user(request: Request, gateway: Gateway) -> Response:
     body = await _body(request)
     name = _parsed(names.user, body.get("name"), "name")
     password = str(body.get("password") or "")
-    if len(password) < 8:
-        raise ApiError("password: at least 8 characters")
-    if (existing := gateway.store.get_account(name)) is not None and existing.kind != "user":
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ApiError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+    existing = gateway.store.get_account(name)
+    if existing is not None and existing.kind != "user":
         raise ApiError(f"name: {name} is a {existing.kind}", 409)
-    gateway.store.add_account(Account(name=name, kind="user", admin=bool(body.get("admin")),
+    if existing is not None and not body.get("reset_password"):
+        raise ApiError(f"user {name} exists: to set a new password, pass --reset-password", 409)
+    admin = bool(body.get("admin")) or bool(existing and existing.admin)
+    gateway.store.add_account(Account(name=name, kind="user", admin=admin,
                                       password_hash=passwords.hash_password(password)))
-    gateway.audit.record("user.add", actor=caller.label, decision="allow", user=name, admin=bool(body.get("admin")))
-    return JSONResponse({"name": name, "kind": "user", "admin": bool(body.get("admin"))}, status_code=201)
+    gateway.audit.record("user.reset" if existing else "user.add", actor=caller.label, decision="allow", user=name,
+                         admin=admin)
+    return JSONResponse({"name": name, "kind": "user", "admin": admin}, status_code=200 if existing else 201)
 
 
 async def add_token(request: Request, gateway: Gateway) -> Response:
@@ -146,9 +152,14 @@ async def add_node(request: Request, gateway: Gateway) -> Response:
     if (existing := gateway.store.get_account(name)) is not None and existing.kind != "node":
         raise ApiError(f"name: {name} is a {existing.kind}", 409)
     gateway.store.add_account(Account(name=name, kind="node", deployments=frozenset(deployments)))
+    # A second `node add` rotates: the old credential stops working now, and the
+    # deployments are the ones just given.
+    revoked = gateway.store.remove_secrets(name, "node credential") if existing else 0
+    gateway.store.set_deployments(name, deployments)
     secret = passwords.new_secret()
     gateway.store.add_secret(name, passwords.secret_digest(secret), "node credential")
-    gateway.audit.record("node.add", actor=caller.label, decision="allow", node=name, deployments=deployments)
+    gateway.audit.record("node.rotate" if existing else "node.add", actor=caller.label, decision="allow", node=name,
+                         deployments=deployments, revoked=revoked)
     return JSONResponse({"name": name, "deployments": sorted(deployments), "credential": secret}, status_code=201)
 
 

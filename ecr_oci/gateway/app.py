@@ -11,12 +11,14 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ecr_oci.gateway import api, bundle_index, feed, nodes, web
+from ecr_oci.gateway import accounts, api, bundle_index, feed, nodes, web
 from ecr_oci.gateway.core import ISSUER, Gateway, GatewayConfig, oci_error
+from ecr_oci.gateway.disconnects import ClientDisconnects
 from ecr_oci.gateway.proxy import v2
 from ecr_oci.gateway.state import StateUnavailable, Visibility
 from ecr_oci.gateway.tokens import SigningKey
@@ -58,6 +60,8 @@ def create_app(gateway: Gateway) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await bundle_index.ensure_built(gateway)
+        log.info("ECR gateway serving on %s (registry %s, data %s)", gateway.config.public_url
+                 or f"http://{gateway.config.self_host}", gateway.config.registry_url, gateway.config.data_dir)
         yield
         await gateway.close()
 
@@ -69,12 +73,14 @@ def create_app(gateway: Gateway) -> Starlette:
             Route("/metrics", _metrics),
             Route("/healthz", _health),
             *api.routes,
+            *accounts.routes,  # account lifecycle, repository facts
             *nodes.routes,
             *feed.routes,
             *web.routes,
         ],
         lifespan=lifespan,
         exception_handlers={StateUnavailable: _state_unavailable},
+        middleware=[Middleware(ClientDisconnects)],
     )
     app.state.gateway = gateway
     return app

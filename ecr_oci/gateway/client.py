@@ -61,8 +61,34 @@ class GatewayAdmin:
     def whoami(self) -> dict[str, Any]:
         return self._call("GET", "/api/v1/whoami")
 
-    def add_user(self, name: str, password: str, admin: bool = False) -> dict[str, Any]:
-        return self._call("POST", "/api/v1/users", {"name": name, "password": password, "admin": admin})
+    def add_user(self, name: str, password: str, admin: bool = False, reset_password: bool = False) -> dict[str, Any]:
+        return self._call("POST", "/api/v1/users", {"name": name, "password": password, "admin": admin,
+                                                    "reset_password": reset_password})
+
+    def accounts(self, kind: str) -> list[dict[str, Any]]:
+        """Users (``kind="user"``) or nodes, with their tokens' ids and labels (admins only)."""
+        return list(self._call("GET", f"/api/v1/{kind}s")[f"{kind}s"])
+
+    def account(self, kind: str, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/{kind}s/{quote(name)}")
+
+    def remove_account(self, kind: str, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/{kind}s/{quote(name)}")
+
+    def revoke_token(self, name: str, token_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/v1/users/{quote(name)}/tokens/{quote(token_id)}")
+
+    def repository(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v1/repositories/{name}")
+
+    def signing_key(self) -> bytes:
+        try:
+            resp = self._session.get(self.base + "/api/v1/signing-key", timeout=60)
+        except requests.RequestException as exc:
+            raise RegistryError(f"cannot reach {self.base}: {exc.__class__.__name__}") from exc
+        if not resp.ok:
+            raise RegistryError(f"{self.host} has no signing key (HTTP {resp.status_code})", status=resp.status_code)
+        return resp.content
 
     def add_token(self, name: str, label: str = "") -> str:
         return str(self._call("POST", f"/api/v1/users/{quote(name)}/tokens", {"label": label})["token"])

@@ -119,6 +119,10 @@ class StateStore(Protocol):
     def account_for_secret(self, secret_digest: str) -> Account | None: ...
     def remove_secret(self, secret_digest: str) -> None: ...
     def list_accounts(self) -> list[Account]: ...
+    def list_secrets(self, name: str) -> list[tuple[str, str, float]]: ...
+    def remove_secrets(self, name: str, label: str | None = None) -> int: ...
+    def remove_account(self, name: str) -> bool: ...
+    def set_deployments(self, name: str, deployments: Iterable[str]) -> None: ...
     # repositories
     def get_repository(self, name: str) -> Repository | None: ...
     def ensure_repository(self, name: str, visibility: Visibility) -> Repository: ...
@@ -381,6 +385,37 @@ class SqlStore:
         with self._session(write=False) as s:
             accounts = self._accounts(s, s.all("SELECT name, kind, admin, password_hash FROM accounts"))
         return sorted(accounts, key=lambda a: a.name)
+
+    def list_secrets(self, name: str) -> list[tuple[str, str, float]]:
+        """An account's API tokens / node credentials: (secret digest, label, created), oldest first."""
+        rows = self._all("SELECT digest, label, created FROM secrets WHERE account=? ORDER BY created", (name,))
+        return [(str(digest), str(label or ""), float(created)) for digest, label, created in rows]
+
+    def remove_secrets(self, name: str, label: str | None = None) -> int:
+        """Revoke an account's secrets (only those with ``label`` when given); returns how many."""
+        where, args = ("account=? AND label=?", (name, label)) if label is not None else ("account=?", (name,))
+        with self._session(write=True) as s:
+            count = len(s.all(f"SELECT digest FROM secrets WHERE {where}", args))
+            s.execute(f"DELETE FROM secrets WHERE {where}", args)
+        return count
+
+    def remove_account(self, name: str) -> bool:
+        """Delete an account with its secrets, deployments and grants; False when there was none."""
+        with self._session(write=True) as s:
+            if not s.all("SELECT name FROM accounts WHERE name=?", (name,)):
+                return False
+            s.execute("DELETE FROM secrets WHERE account=?", (name,))
+            s.execute("DELETE FROM node_deployments WHERE node=?", (name,))
+            s.execute("DELETE FROM grants WHERE account=?", (name,))
+            s.execute("DELETE FROM accounts WHERE name=?", (name,))
+        return True
+
+    def set_deployments(self, name: str, deployments: Iterable[str]) -> None:
+        """Replace a node's deployments."""
+        with self._session(write=True) as s:
+            s.execute("DELETE FROM node_deployments WHERE node=?", (name,))
+            s.executemany("INSERT INTO node_deployments (node, deployment) VALUES (?, ?)",
+                          [(name, d) for d in sorted(set(deployments))])
 
     # --- repositories -------------------------------------------------------------
     def get_repository(self, name: str) -> Repository | None:
