@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.config import Platform, load_config
+from ecr_oci.bundle.describe import gateway_facts, image_size, label_referrer
 from ecr_oci.bundle.model import build_bundle
 from ecr_oci.bundle.remote import fetch_bundle, platform_text
 from ecr_oci.cli.common import (
@@ -32,7 +33,7 @@ from ecr_oci.doi.record import find_records
 from ecr_oci.registry.reference import parse_reference
 from ecr_oci.transfer.progress import TransferProgress
 from ecr_oci.transfer.pull import pull_bundle
-from ecr_oci.transfer.push import push_bundle
+from ecr_oci.transfer.push import PushReport, push_bundle
 
 BundleDir = Annotated[
     Path, typer.Argument(help="Bundle directory holding ecr.yaml (or sage.yaml), or the file itself.")
@@ -66,6 +67,10 @@ def push(
     key: Annotated[Path | None, typer.Option(
         "--key", envvar="ECR_SIGNING_KEY",
         help="Sign the bundle (cosign format) and attach a signed SLSA provenance statement with this key.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Say for each blob whether it was uploaded, resumed, mounted or already present.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was pushed as JSON (implies --quiet).")] = False,
 ) -> None:
     """Build a bundle from PATH and push it; prints the reference pinned by digest.
 
@@ -83,7 +88,12 @@ def push(
                          username=username, password_stdin=password_stdin)
     with tempfile.TemporaryDirectory(prefix="ecr-") as scratch:
         bundle = build_bundle(config, Path(scratch))
-        report = push_bundle(bundle, client, target, progress=TransferProgress(not quiet), parallel=parallel)
+        report = push_bundle(bundle, client, target, progress=TransferProgress(not (quiet or as_json)),
+                             parallel=parallel)
+        titles = {b.digest: b.annotations.get(mt.OCI_TITLE, "") for b in bundle.blobs()}
+    if verbose:
+        for digest, action in _blob_actions(report).items():
+            err.print(f"{action:<28} {digest} {titles.get(digest, '')}".rstrip())
     resumed = f", {len(report.resumed)} resumed" if report.resumed else ""
     err.print(
         f"pushed {config.name} {config.version}: {len(report.uploaded)} blobs uploaded "
@@ -96,7 +106,25 @@ def push(
             for entry, image in zip(config.images, bundle.images, strict=True)
         ]
         _sign_and_attest(client, report.reference, signing_key, materials, config.data.get("build", {}).get("recipe"))
+    if as_json:
+        print(json.dumps({
+            "reference": report.reference.pinned(),
+            "tag": report.reference.tag,
+            "digest": bundle.digest,
+            "bytesUploaded": report.bytes_uploaded,
+            "blobs": [{"digest": d, "title": titles.get(d, ""), "action": a}
+                      for d, a in _blob_actions(report).items()],
+        }, indent=2))
+        return
     out.print(report.reference.pinned())
+
+
+def _blob_actions(report: PushReport) -> dict[str, str]:
+    """digest -> uploaded | resumed | mounted from REPO | already present."""
+    actions = {d: "already present" for d in report.skipped}
+    actions |= {d: f"mounted from {report.sources.get(d, '?')}" for d in report.mounted}
+    actions |= {d: "resumed" if d in report.resumed else "uploaded" for d in report.uploaded}
+    return actions
 
 
 def _load_signing_key(path: Path) -> Any:
@@ -203,15 +231,18 @@ def inspect(
         "artifactType": bundle.index.get("artifactType"),
         "metadata": bundle.metadata,
         "platforms": [
-            {"platform": platform_text(e["platform"]), "digest": e["digest"], "size": e["size"]}
+            {"platform": platform_text(e["platform"]), "digest": e["digest"],
+             "size": image_size(client, ref.repository, e)}  # manifest + config + layers
             for e in bundle.images()
         ],
         "files": files,
         "referrers": [
-            {"artifactType": r.get("artifactType"), "digest": r["digest"], "annotations": r.get("annotations", {})}
+            {"artifactType": r.get("artifactType"), "digest": r["digest"], "annotations": r.get("annotations", {}),
+             "label": label_referrer(client, ref.repository, r)}
             for r in referrers
         ],
         "doi": doi_records[0].doi if doi_records else None,  # newest DOI record referrer (ecr doi mint)
+        "gateway": gateway_facts(client, ref.repository, bundle.digest),  # None: a plain registry
     }
     if as_json:
         print(json.dumps(document, indent=2, sort_keys=True))
@@ -225,8 +256,13 @@ def _print_inspect(doc: dict[str, Any]) -> None:
     if not doc["bundle"]:
         out.print(styled(("note: this index is not an ECR bundle (no ECR artifactType)", "yellow")))
     summary = Table(show_header=False, box=None, pad_edge=False)
-    for key in ("description", "authors", "license", "source", "revision", "created", "keywords", "runtime",
-                "hardware", "doi"):
+    if gateway := doc.get("gateway"):
+        stages = ", ".join(f"{stage} ({where})" if where else stage
+                           for where, stage in sorted(gateway["stages"].items()))
+        summary.add_row("visibility", f"{gateway['visibility']} (you may {', '.join(gateway['may']) or 'nothing'})")
+        summary.add_row("stage", stages or "none recorded")
+    for key in ("description", "authors", "license", "homepage", "documentation", "source", "revision", "created",
+                "keywords", "inputs", "outputs", "runtime", "hardware", "doi"):
         if key in meta:
             value = meta[key]
             summary.add_row(key, value if isinstance(value, str) else json.dumps(value))
@@ -240,10 +276,10 @@ def _print_inspect(doc: dict[str, Any]) -> None:
     if doc["files"]:
         files = Table("file", "role", "size", "digest", title="model and data")
         for f in doc["files"]:
-            files.add_row(f["title"], f["role"], human_size(f["size"]), f["digest"][:19])
+            files.add_row(f["title"], f["role"], human_size(f["size"]), f["digest"])
         out.print(files)
     if doc["referrers"]:
-        refs = Table("artifactType", "digest", title="referrers")
+        refs = Table("what", "digest", "artifactType", title="referrers")
         for r in doc["referrers"]:
-            refs.add_row(r["artifactType"] or "", r["digest"])
+            refs.add_row(r["label"], r["digest"], r["artifactType"] or "")
         out.print(refs)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
 import typer
 
+from ecr_oci.bundle.remote import is_artifact_tag
 from ecr_oci.cli.common import Insecure, PasswordStdin, PlainHttp, Username, err, fail, handle_errors, make_client, out
 from ecr_oci.registry.auth import Credentials, remove_credentials, store_credentials
 from ecr_oci.registry.client import RegistryClient
@@ -50,14 +52,19 @@ def ls(
     insecure: Insecure = False,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list.")] = False,
 ) -> None:
     """List the repositories you can see."""
     host, _, prefix = registry.partition("/")
     client = make_client(host, plain_http=plain_http, insecure=insecure, username=username,
                          password_stdin=password_stdin)
-    for repo in client.catalog():
-        if not prefix or repo == prefix or repo.startswith(prefix.rstrip("/") + "/"):
-            out.print(repo)
+    repos = [repo for repo in client.catalog()
+             if not prefix or repo == prefix or repo.startswith(prefix.rstrip("/") + "/")]
+    if as_json:
+        print(json.dumps(repos, indent=2))
+        return
+    for repo in repos:
+        out.print(repo)
 
 
 @handle_errors
@@ -67,10 +74,17 @@ def tags(
     insecure: Insecure = False,
     username: Username = None,
     password_stdin: PasswordStdin = False,
+    all_tags: Annotated[bool, typer.Option(
+        "--all", "-a", help="Also the sha256-... tags of signatures, attestations and referrer indexes.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list.")] = False,
 ) -> None:
-    """List a repository's tags."""
+    """List a repository's version tags (signature and attestation tags with --all)."""
     ref = parse_reference(repository, default_tag=None)
     client = make_client(ref.registry, plain_http=plain_http, insecure=insecure, username=username,
                          password_stdin=password_stdin)
-    for tag in client.tags(ref.repository):
+    found = [tag for tag in client.tags(ref.repository) if all_tags or not is_artifact_tag(tag)]
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    for tag in found:
         out.print(tag)

@@ -99,3 +99,19 @@ def test_repo_show_search_and_signing_key(gw: GatewayProcess, tmp_path: Path) ->
     assert key.read_text().startswith("-----BEGIN PUBLIC KEY-----")
     found = json.loads(ok(admin(gw, "search", "--json", user="eve", password="eve-password")))
     assert all(b["repository"] != "alice/priv" for b in found["bundles"])
+
+
+def test_inspect_through_the_gateway_shows_visibility_stage_and_the_approval(gw: GatewayProcess, tmp_path: Path,
+                                                                             tiny_layout: Path) -> None:
+    from tests.conftest import write_bundle
+
+    bundle = write_bundle(tmp_path / "b", tiny_layout)
+    ref = f"{gw.host}/alice/inspected:0.1.0"
+    ok(admin(gw, "push", "--quiet", str(bundle), ref, user="alice", password="alice-password"))
+    ok(admin(gw, "repo", "set-visibility", "alice/inspected", "protected", user="alice", password="alice-password"))
+    ok(admin(gw, "stage", "set", ref, "approved", "--deployment", "north"))
+    doc = json.loads(ok(admin(gw, "inspect", "--json", ref, user="alice", password="alice-password")))
+    assert doc["gateway"]["visibility"] == "protected" and doc["gateway"]["stages"] == {"north": "approved"}
+    assert "approval countersignature by the gateway (for north)" in [r["label"] for r in doc["referrers"]]
+    text = ok(admin(gw, "inspect", ref, user="alice", password="alice-password"))
+    assert "approved (north)" in text and "protected (you may" in text
