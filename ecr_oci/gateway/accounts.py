@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecr_oci.gateway.api import ApiError, _caller, _handler, _require_admin
+from ecr_oci.gateway import catalog, names
+from ecr_oci.gateway.api import ApiError, _caller, _handler, _parsed, _require_admin
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import PULL, can_manage
+from ecr_oci.gateway.policy import can_manage
 from ecr_oci.gateway.state import Account
 
 TOKEN_ID_LENGTH = 12  # hex characters of the secret's digest that name a token
@@ -62,7 +63,7 @@ async def list_accounts(request: Request, gateway: Gateway) -> Response:
 
 async def show_account(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    name = request.path_params["name"]
+    name = _parsed(names.account, request.path_params["name"], "name")
     kind = "user" if "/users/" in request.url.path else "node"
     if not (kind == "user" and caller.kind == "user" and caller.name == name):
         _require_admin(caller)
@@ -72,7 +73,7 @@ async def show_account(request: Request, gateway: Gateway) -> Response:
 async def remove_account(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
     _require_admin(caller)
-    name = request.path_params["name"]
+    name = _parsed(names.account, request.path_params["name"], "name")
     kind = "user" if "/users/" in request.url.path else "node"
     _account(gateway, name, kind)
     if name == caller.name:
@@ -84,7 +85,8 @@ async def remove_account(request: Request, gateway: Gateway) -> Response:
 
 async def revoke_token(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request)
-    name, token_id = request.path_params["name"], request.path_params["token_id"].lower()
+    name = _parsed(names.account, request.path_params["name"], "name")
+    token_id = str(request.path_params["token_id"]).lower()
     if caller.name != name:
         _require_admin(caller)
     matches = [d for d, _, _ in gateway.store.list_secrets(name) if _token_id(d).startswith(token_id)]
@@ -97,10 +99,10 @@ async def revoke_token(request: Request, gateway: Gateway) -> Response:
 
 async def show_repository(request: Request, gateway: Gateway) -> Response:
     caller = await _caller(request, required=False)
-    name = request.path_params["name"]
+    name = _parsed(names.repository, request.path_params["name"], "repository")
     facts = gateway.facts(name, caller)
-    if PULL not in gateway.allowed(caller, name) or facts.visibility is None:
-        raise ApiError(f"repository {name} not found", 404)
+    if not catalog.may_pull(gateway, caller, name) or facts.visibility is None:
+        raise ApiError(f"repository {name} not found", 404, repository=name)
     answer: dict[str, Any] = {"repository": name, "visibility": facts.visibility,
                               "may": sorted(gateway.allowed(caller, name))}
     if can_manage(caller, facts):  # grants are for those who manage them to see
