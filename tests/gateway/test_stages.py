@@ -99,16 +99,16 @@ def test_stage_audit_trail_and_policy(gw: GatewayProcess, bundles: tuple[str, di
     (gw.data_dir / "stage-policy.json").write_text(json.dumps({"evidence": {"tested-vw": ["profile"]}}))
     try:
         missing = ecr(gw, "admin", "stage", "set", f"{gw.host}/{repo}:1.1.0", "tested-vw")
-        # the gateway refuses the request (exit 5, registry error) with one line naming the field
-        assert missing.returncode == 5, missing.stderr
+        # the gateway refuses the request as bad input (exit 2, usage) with one line naming the field
+        assert missing.returncode == 2, missing.stderr
         assert missing.stderr == "error: evidence.profile: required for stage tested-vw\n"
         bogus = ecr(gw, "admin", "stage", "set", f"{gw.host}/{repo}:1.1.0", "tested-vw", "--evidence",
                     "profile=sha256:" + "0" * 64)
-        assert bogus.returncode == 5 and "not a referrer" in bogus.stderr, bogus.stderr
+        assert bogus.returncode == 2 and "not a referrer" in bogus.stderr, bogus.stderr
         assert len(bogus.stderr.splitlines()) == 1 and "Traceback" not in bogus.stderr
     finally:
         (gw.data_dir / "stage-policy.json").unlink()
-    trail = ecr(gw, "alice", "stage", "list", f"{gw.host}/{repo}")
+    trail = ecr(gw, "alice", "stage", "list", "--json", f"{gw.host}/{repo}")
     assert trail.returncode == 0, trail.stderr
     events = json.loads(trail.stdout)
     assert [(e["stage"], e["actor"]) for e in events if e["digest"] == digests["1.1.0"]] == [("submitted", "alice")]
