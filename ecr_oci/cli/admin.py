@@ -263,13 +263,14 @@ def reindex(server: Server = None, insecure: Insecure = False) -> None:
 @repo_app.command("set-visibility")
 @handle_errors
 def set_visibility(
-    repository: Annotated[str, typer.Argument(help="Repository, e.g. alice/poacher-watch.")],
+    repository: Annotated[str, typer.Argument(help="Repository, e.g. alice/poacher-watch (or HOST/alice/...).")],
     visibility: Annotated[str, typer.Argument(help="public, protected or private.")],
     server: Server = None,
     insecure: Insecure = False,
 ) -> None:
     """Set who may see and pull a repository."""
-    _client(server, insecure).set_visibility(repository, visibility)
+    host, repository = _repository_argument(repository)
+    _client(server, insecure, host).set_visibility(repository, visibility)
     err.print(f"{repository} is {visibility}")
 
 
@@ -283,7 +284,8 @@ def grant(
     insecure: Insecure = False,
 ) -> None:
     """Grant a user read, write or admin on a repository."""
-    _client(server, insecure).grant(repository, account, level)
+    host, repository = _repository_argument(repository)
+    _client(server, insecure, host).grant(repository, account, level)
     err.print(f"{account} has {level} on {repository}")
 
 
@@ -296,7 +298,8 @@ def revoke(
     insecure: Insecure = False,
 ) -> None:
     """Remove a user's grant on a repository."""
-    _client(server, insecure).grant(repository, account, None)
+    host, repository = _repository_argument(repository)
+    _client(server, insecure, host).grant(repository, account, None)
     err.print(f"{account} has no grant on {repository}")
 
 

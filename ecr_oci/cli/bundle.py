@@ -178,9 +178,14 @@ def pull(
     client = make_client(ref.registry, plain_http=plain_http, insecure=insecure,
                          username=username, password_stdin=password_stdin)
     if require_signature is not None:
-        from ecr_oci.trust.verify import require_signature as verified_reference
+        from ecr_oci.trust.keys import key_id, load_public_key
+        from ecr_oci.trust.verify import verify_reference
 
-        ref = verified_reference(client, ref, require_signature)  # pinned: a moved tag cannot swap content
+        key = load_public_key(require_signature)
+        verified = verify_reference(client, ref, key, key_name=require_signature.name)
+        ref = verified.reference  # pinned: a moved tag cannot swap content
+        err.print(f"verified: {ref.pinned()} is signed by {require_signature.name} ({key_id(key)},"
+                  f" {verified.signature.source}); pulling exactly that digest")
     report = pull_bundle(client, ref, output, platform=chosen, model_only=model_only,
                          progress=TransferProgress(not quiet), force=force)
     err.print(f"pulled {len(report.files)} blobs ({human_size(report.bytes_downloaded)}) into {output}")

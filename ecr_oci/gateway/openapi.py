@@ -51,12 +51,31 @@ OPENAPI: dict[str, Any] = {
                             "are filtered by what the caller may pull."},
     "paths": {
         "/api/v1/whoami": {"get": _op("The authenticated identity", auth="user or node")},
-        "/api/v1/users": {"post": _op("Create or update a user", body="NewUser", ok="201", auth="admin")},
+        "/api/v1/users": {
+            "post": _op("Create a user (201), or set a new password with reset_password (200; else 409 for an"
+                        " existing user)", body="NewUser", ok="201", auth="admin"),
+            "get": _op("Users with their token ids/labels and grants", auth="admin")},
+        "/api/v1/users/{account}": {
+            "get": _op("A user: admin flag, API tokens (id, label, created), grants", params=[_ACCOUNT],
+                       auth="admin, or the user"),
+            "delete": _op("Remove a user, their tokens and grants", params=[_ACCOUNT], auth="admin")},
+        "/api/v1/users/{account}/tokens/{token_id}": {"delete": _op(
+            "Revoke an API token (its id, or a prefix of at least 6 characters)",
+            params=[_ACCOUNT, {"name": "token_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            auth="admin, or the user")},
+        "/api/v1/nodes/{account}": {
+            "get": _op("A node: deployments, credentials (id, created)", params=[_ACCOUNT], auth="admin"),
+            "delete": _op("Remove a node (its credential stops working)", params=[_ACCOUNT], auth="admin")},
+        "/api/v1/repositories/{name}": {"get": _op(
+            "Visibility, what the caller may do, and grants (to those who manage the repository)",
+            params=[_NAME], auth="pull")},
         "/api/v1/users/{account}/tokens": {"post": _op(
             "Create an API token (usable as a password)", ok="201", auth="the account itself or admin",
             body="NewToken", params=[_ACCOUNT])},
-        "/api/v1/nodes": {"post": _op("Register a node bound to deployments; answers its credential",
-                                      body="NewNode", ok="201", auth="admin")},
+        "/api/v1/nodes": {
+            "get": _op("Nodes with their deployments", auth="admin"),
+            "post": _op("Register a node bound to deployments; answers its credential (again: rotates it, the old"
+                        " credential revoked)", body="NewNode", ok="201", auth="admin")},
         "/api/v1/repositories/{name}/visibility": {"put": _op(
             "Set visibility", body="Visibility", params=[_NAME], auth="namespace owner, admin grantee or admin")},
         "/api/v1/repositories/{name}/grants/{account}": {
@@ -82,7 +101,7 @@ OPENAPI: dict[str, Any] = {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
         "NewUser": {"type": "object", "required": ["name", "password"], "properties": {
             "name": USER, "password": {"type": "string", "minLength": 8},
-            "admin": {"type": "boolean"}}},
+            "admin": {"type": "boolean"}, "reset_password": {"type": "boolean"}}},
         "NewToken": {"type": "object", "properties": {"label": {"type": "string"}}},
         "NewNode": {"type": "object", "required": ["name", "deployments"], "properties": {
             "name": LABEL, "deployments": {"type": "array", "items": LABEL}}},

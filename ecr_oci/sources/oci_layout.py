@@ -29,9 +29,13 @@ def _resolve(
         if not entries:
             raise SourceError(f"{where}: no image tagged {tag!r} in the layout")
     if len(entries) > 1:
-        images = [e for e in entries if platform.matches(e.get("platform", {}))]
+        images = [e for e in entries if platform.matches(_entry_platform(e, fetch, where))]
         if len(images) != 1:
-            raise SourceError(f"{where}: several images in the layout; name one with :TAG")
+            tags = sorted(str(e.get("annotations", {}).get(mt.OCI_REF_NAME)) for e in entries
+                          if e.get("annotations", {}).get(mt.OCI_REF_NAME))
+            named = f" (tags: {', '.join(tags)})" if tags else ""
+            raise SourceError(f"{where}: {len(entries)} images in the layout{named}, {len(images)} of them"
+                              f" {platform}; name one with :TAG")
         entries = images
     if not entries:
         raise SourceError(f"{where}: the layout holds no image")
@@ -40,6 +44,22 @@ def _resolve(
         nested = parse_json(fetch(entry["digest"]), where)
         return select_from_index(nested, platform, where)
     return dict(entry)
+
+
+def _entry_platform(entry: dict[str, Any], fetch: Fetch, where: str) -> dict[str, Any]:
+    """An index entry's platform: its ``platform`` field, else (image manifests only) the
+    os/architecture/variant of its image config, as §8.3 of the spec says.
+    An entry that is itself an index counts as every platform it holds."""
+    if entry.get("platform"):
+        return dict(entry["platform"])
+    if entry.get("mediaType") in mt.INDEX_TYPES:
+        return {}  # resolved to the platform later, when it is the only candidate
+    try:
+        manifest = parse_json(fetch(entry["digest"]), where)
+        config = parse_json(fetch(manifest["config"]["digest"]), where)
+    except (SourceError, KeyError, TypeError):
+        return {}
+    return {k: config[k] for k in ("os", "architecture", "variant") if isinstance(config.get(k), str)}
 
 
 def _build(where: str, index: dict[str, Any], tag: str | None, platform: Platform, fetch: Fetch, open_: Open,

@@ -199,10 +199,12 @@ def need_tools(names: list[str]) -> None:
 
 
 def read_metadata(path: Path) -> dict:
-    """The few ecr.yaml fields used for image labels (stdlib only: tiny line parser).
+    """The few ecr.yaml fields used for image labels.
 
-    Reads top-level ``key: scalar`` lines, the ``authors: [...]`` flow list and
-    ``url``/``revision`` from the ``source: {...}`` flow mapping.
+    PyYAML (installed with ecr-oci) reads the file when it is importable; otherwise a
+    small stdlib parser reads top-level scalars, flow *and* block lists (``authors``),
+    flow and block mappings (``source``) and block scalars (``description: >``), so no
+    YAML style silently loses a label.
     """
     meta = {
         "name": "bird-detector",
@@ -215,28 +217,64 @@ def read_metadata(path: Path) -> dict:
     }
     if not path.exists():
         return meta
+    text = path.read_text(encoding="utf-8")
+    try:
+        import yaml
+    except ImportError:
+        document = _parse_small_yaml(text)
+    else:
+        document = yaml.safe_load(text) or {}
+    for key in ("name", "version", "description", "license"):
+        if isinstance(document.get(key), str | int | float):
+            meta[key] = str(document[key]).strip()
+    authors = document.get("authors")
+    if isinstance(authors, list):
+        meta["authors"] = [str(a) for a in authors]
+    source = document.get("source")
+    if isinstance(source, dict):
+        for sub in ("url", "revision"):
+            if source.get(sub) is not None:
+                meta[f"source_{sub}"] = str(source[sub])
+    return meta
 
-    def unquote(v: str) -> str:
-        v = v.strip()
-        if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
-            return v[1:-1]
-        return v
 
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^([A-Za-z_][\w-]*):\s*(.*?)\s*$", line)
+def _unquote(v: str) -> str:
+    v = v.strip()
+    if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+        return v[1:-1]
+    return v.split(" #", 1)[0].strip()
+
+
+def _parse_small_yaml(text: str) -> dict:
+    """Top-level keys of a simple YAML document, without PyYAML (see read_metadata)."""
+    out: dict = {}
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^([A-Za-z_][\w-]*):\s*(.*?)\s*$", lines[i])
+        i += 1
         if not m:
             continue
         key, value = m.groups()
-        if key in ("name", "version", "description", "license") and value and value[0] not in "[{|>":
-            meta[key] = unquote(value.split(" #", 1)[0])
-        elif key == "authors" and value.startswith("["):
-            meta["authors"] = [unquote(a) for a in re.findall(r"\"[^\"]*\"|'[^']*'|[^,\[\]\s][^,\[\]]*", value)]
-        elif key == "source" and value.startswith("{"):
-            for sub in ("url", "revision"):
-                sm = re.search(rf"\b{sub}:\s*(\"[^\"]*\"|'[^']*'|[^,}}]+)", value)
-                if sm:
-                    meta[f"source_{sub}"] = unquote(sm.group(1))
-    return meta
+        block = []
+        while i < len(lines) and (not lines[i].strip() or lines[i][:1] in " \t"):
+            if lines[i].strip() and not lines[i].lstrip().startswith("#"):
+                block.append(lines[i].strip())
+            i += 1
+        if value[:1] in ("|", ">"):
+            out[key] = ("\n" if value[0] == "|" else " ").join(block)
+        elif value.startswith("["):
+            out[key] = [_unquote(a) for a in re.findall(r"\"[^\"]*\"|'[^']*'|[^,\[\]\s][^,\[\]]*", value)]
+        elif value.startswith("{"):
+            pairs = re.findall(r"(\w+):\s*(\"[^\"]*\"|'[^']*'|[^,}]+)", value)
+            out[key] = {k: _unquote(v) for k, v in pairs}
+        elif value:
+            out[key] = _unquote(value)
+        elif block and block[0].startswith("- "):
+            out[key] = [_unquote(b[2:]) for b in block if b.startswith("- ")]
+        elif block:
+            out[key] = {k: _unquote(v) for k, v in (b.split(":", 1) for b in block if ":" in b)}
+    return out
 
 
 # --------------------------------------------------------------------------- apt

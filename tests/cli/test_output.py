@@ -63,3 +63,13 @@ def test_inspect_labels_referrers_sums_image_sizes_and_shows_full_digests(regist
     text = ecr("inspect", ref).stdout
     for expected in ("https://example.org/tiny", "env.count", "signature (cosign", doc["files"][0]["digest"]):
         assert expected in text, (expected, text)
+
+
+def test_pull_require_signature_says_what_it_verified(registry: Registry, bundle_dir: Path, tmp_path: Path) -> None:
+    ref = f"{registry.host}/out/verified:0.1.0"
+    pinned = ecr("push", "--quiet", str(bundle_dir), ref).stdout.strip()
+    ecr("keygen", "--output-prefix", str(tmp_path / "k"))
+    ecr("sign", ref, "--key", str(tmp_path / "k.key"))
+    pulled = ecr("pull", "--quiet", "--model-only", "--require-signature", str(tmp_path / "k.pub"), ref,
+                 "-o", str(tmp_path / "out"))
+    assert f"verified: {pinned} is signed by k.pub (sha256:" in pulled.stderr, pulled.stderr
