@@ -7,6 +7,7 @@ import importlib.util
 import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -87,10 +88,13 @@ def test_a_layout_with_several_untagged_images_gives_each_platform_its_image(tmp
     assert "2 images in the layout (tags: amd64, arm64), 0 of them linux/riscv64; name one with :TAG" in refused.stderr
 
 
-def test_podman_build_and_save_recipe_from_the_readme(registry: Registry, tmp_path: Path, tiny_layout: Path) -> None:
+def test_podman_build_and_save_recipe_from_the_readme(registry: Registry, tmp_path: Path, tiny_layout: Path,
+                                                      request: pytest.FixtureRequest) -> None:
     if not shutil.which("podman"):
         pytest.fail("podman is not installed: run `make deps`")
-    podman = ["podman", "--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run"),
+    runroot = Path(tempfile.mkdtemp(prefix="ecr-run-"))  # podman wants a runroot under 50 characters
+    request.addfinalizer(lambda: shutil.rmtree(runroot, ignore_errors=True))
+    podman = ["podman", "--root", str(tmp_path / "storage"), "--runroot", str(runroot),
               "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
     context = tmp_path / "context"
     (context / "app").mkdir(parents=True)
@@ -100,9 +104,10 @@ def test_podman_build_and_save_recipe_from_the_readme(registry: Registry, tmp_pa
         {"platform": "linux/amd64", "from": "oci-archive:build/amd64.tar"},
         {"platform": "linux/arm64", "from": "oci-archive:build/arm64.tar"}]))
     (root / "build").mkdir()
-    for arch in ("amd64", "arm64"):  # the README's recipe, verbatim apart from the storage flags
-        subprocess.run([*podman, "build", "--platform", f"linux/{arch}", "-t", f"localhost/myapp:{arch}",
-                        str(context)], check=True, capture_output=True, timeout=300)
+    for arch in ("amd64", "arm64"):  # the README's recipe, apart from the storage flags and --no-cache:
+        # FROM scratch has no per-platform base image, so podman would reuse the amd64 build for arm64
+        subprocess.run([*podman, "build", "--no-cache", "--platform", f"linux/{arch}", "-t",
+                        f"localhost/myapp:{arch}", str(context)], check=True, capture_output=True, timeout=300)
         subprocess.run([*podman, "save", "--format", "oci-archive", "-o", str(root / "build" / f"{arch}.tar"),
                         f"localhost/myapp:{arch}"], check=True, capture_output=True, timeout=300)
     pushed = ecr("push", "--quiet", str(root), f"{registry.host}/recipe/myapp:0.1.0")
