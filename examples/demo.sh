@@ -43,7 +43,7 @@ node_secret=$(ECR_USERNAME=admin ECR_PASSWORD=$ECR_ADMIN_PASSWORD ecr admin node
 vw_secret=$(ECR_USERNAME=admin ECR_PASSWORD=$ECR_ADMIN_PASSWORD ecr admin node add VW01 --deployment neon \
   --platform linux/amd64 --memory 4Gi --sensor camera)
 ECR_USERNAME=admin ECR_PASSWORD=$ECR_ADMIN_PASSWORD ecr stage set "$ref" approved --deployment neon
-curl -sf "http://127.0.0.1:$port/api/v1/signing-key" > "$work/ecr.pub"
+ecr signing-key -o "$work/ecr.pub"
 # the node: plain skopeo with its credential, then ecr pull requiring the ECR's approval signature
 skopeo inspect --tls-verify=false --creds "W0A1:$node_secret" "docker://$ref" | head -12
 ECR_USERNAME=W0A1 ECR_PASSWORD=$node_secret ecr pull "$ref" --platform linux/arm64 \
