@@ -85,8 +85,8 @@ def handle_errors(fn: F) -> F:
         except EcrError as exc:
             raise fail(error_text(exc), exc.exit_code) from None
         except KeyboardInterrupt:
-            raise fail("interrupted; nothing half-done is tagged, and running the same command again resumes"
-                       " (what was transferred is kept)", 130) from None
+            raise fail("interrupted (a push tags nothing half-done; the same push or pull run again resumes it)",
+                       130) from None
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             raise fail(f"{exc.strerror or exc}{where}", 1) from None
