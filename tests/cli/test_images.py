@@ -74,7 +74,7 @@ def test_a_layout_with_several_untagged_images_gives_each_platform_its_image(tmp
     index = oci_index(tiny_layout)
     entries = index["manifests"]
     assert isinstance(entries, list) and len(entries) == 2 and not any("platform" in e for e in entries)
-    meta = dict(BASE_METADATA, images=[{"platform": "linux/amd64", "from": "oci:images"},
+    meta: dict[str, object] = dict(BASE_METADATA, images=[{"platform": "linux/amd64", "from": "oci:images"},
                                        {"platform": "linux/arm64", "from": "oci:images"}])
     root = write_bundle(tmp_path / "b", tiny_layout, meta)
     proc = ecr("validate", str(root))

@@ -46,7 +46,7 @@ def test_tags_hide_signature_tags_unless_all_and_ls_json(registry: Registry, bun
 
 def test_inspect_labels_referrers_sums_image_sizes_and_shows_full_digests(registry: Registry, tmp_path: Path,
                                                                          tiny_layout: Path) -> None:
-    meta = dict(BASE_METADATA, homepage="https://example.org/tiny",
+    meta: dict[str, object] = dict(BASE_METADATA, homepage="https://example.org/tiny",
                 inputs=[{"name": "camera", "type": "image"}], outputs=[{"name": "env.count", "type": "int"}])
     root = write_bundle(tmp_path / "b", tiny_layout, meta)
     ref = f"{registry.host}/out/inspected:0.1.0"

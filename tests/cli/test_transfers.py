@@ -119,7 +119,7 @@ def test_local_sources_are_mounted_from_another_repository(registry: Registry, b
 
 def test_pull_into_a_non_empty_directory_needs_force_and_never_mixes_bundles(registry: Registry, tmp_path: Path,
                                                                            tiny_layout: Path) -> None:
-    old_meta = dict(BASE_METADATA, model=["model/weights.bin", "model/labels.txt"])
+    old_meta: dict[str, object] = dict(BASE_METADATA, model=["model/weights.bin", "model/labels.txt"])
     old = write_bundle(tmp_path / "old", tiny_layout, old_meta)
     new = write_bundle(tmp_path / "new", tiny_layout, dict(BASE_METADATA, version="0.2.0", model=["model/weights.bin"]))
     for root, tag in ((old, "0.1.0"), (new, "0.2.0")):
