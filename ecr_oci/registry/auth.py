@@ -161,6 +161,11 @@ class TokenAuth:
         self.credentials = credentials
         self.registry = registry
         self._tokens: dict[tuple[str, ...], str] = {}
+        # Once the token service refused the credentials, every other request of this
+        # client fails the same way without asking again: a parallel push must not spend
+        # the gateway's failed-login allowance (it throttles the account after a few).
+        self._refused: str | None = None
+        self._fetch_lock = threading.Lock()
         self._basic = False
         self._lock = threading.Lock()
 
@@ -202,14 +207,35 @@ class TokenAuth:
         auth = None
         if self.credentials:
             auth = (self.credentials.username, self.credentials.password)
+        with self._lock:
+            rejected = self._tokens.get(scopes)  # the token this challenge answered, if any
+        # One token request at a time: parallel transfers wait for the first answer, so
+        # refused credentials are sent once, not once per thread, and a token another
+        # thread fetched meanwhile is used instead of asking again.
+        with self._fetch_lock:
+            if self._refused is not None:
+                raise AuthError(self._refused, status=401)
+            with self._lock:
+                fresh = self._tokens.get(scopes)
+            if fresh and fresh != rejected:
+                return {"Authorization": f"Bearer {fresh}"}
+            return self._fetch(params, query, scopes, auth)
+
+    def _fetch(self, params: dict[str, str], query: list[tuple[str, str]], scopes: tuple[str, ...],
+               auth: tuple[str, str] | None) -> dict[str, str]:
         try:
             resp = self._session.get(params["realm"], params=query, auth=auth, timeout=30)
         except requests.RequestException as exc:
             raise AuthError(f"token endpoint {params['realm']} unreachable: {exc}") from exc
         if resp.status_code in (401, 403):
             if self.credentials:
-                raise AuthError(wrong_password(self.registry, self.credentials.username), status=resp.status_code)
+                self._refused = wrong_password(self.registry, self.credentials.username)
+                raise AuthError(self._refused, status=resp.status_code)
             raise AuthError(not_logged_in(self.registry), status=resp.status_code)
+        if resp.status_code == 429:
+            wait = resp.headers.get("Retry-After", "a minute")
+            raise AuthError(f"{self.registry} refuses logins for now after too many failed ones: retry in {wait} s",
+                            status=429)
         if not resp.ok:
             raise AuthError(f"token endpoint answered HTTP {resp.status_code}", status=resp.status_code)
         try:

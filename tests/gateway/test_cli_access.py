@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import write_bundle
 from tests.gateway.support import GatewayProcess, password_of
@@ -39,10 +40,27 @@ def test_push_not_logged_in_says_how_to_log_in(gw: GatewayProcess, bundle: Path)
             f"not logged in to {gw.host}", f"ecr login {gw.host}", "ECR_USERNAME")
 
 
-def test_wrong_password_is_named(gw: GatewayProcess, bundle: Path) -> None:
-    refused(ecr(gw, "alice", "push", "-q", str(bundle), f"{gw.host}/alice/access:0.1.0", password="not-it"), 7,
-            f"wrong user name or password for {gw.host} (user 'alice')")
-    refused(ecr(gw, None, "login", gw.host, "-u", "alice", "--password-stdin", stdin="not-it\n"), 7,
+@pytest.fixture(scope="module")
+def mallory(gw: GatewayProcess) -> str:
+    """An account for wrong-password attempts: the gateway throttles an account after 10
+    failures a minute, and the shared gateway's alice must stay usable for other tests."""
+    gw.admin().add_user("mallory", "mallory-password")
+    return "mallory"
+
+
+def _bad_credential_denials(gw: GatewayProcess) -> float:
+    text = requests.get(f"{gw.url}/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ecr_gateway_denials_total{") and 'reason="bad_credentials"' in line)
+
+
+def test_wrong_password_is_named_and_tried_once(gw: GatewayProcess, bundle: Path, mallory: str) -> None:
+    before = _bad_credential_denials(gw)
+    refused(ecr(gw, mallory, "push", "-q", str(bundle), f"{gw.host}/mallory/access:0.1.0", password="not-it"), 7,
+            f"wrong user name or password for {gw.host} (user 'mallory')")
+    # a push runs requests in parallel: the refused password is not tried again by each
+    assert _bad_credential_denials(gw) - before == 1
+    refused(ecr(gw, None, "login", gw.host, "-u", mallory, "--password-stdin", stdin="not-it\n"), 7,
             "wrong user name or password")
 
 
@@ -61,12 +79,12 @@ def test_hidden_and_missing_read_the_same_and_say_both(gw: GatewayProcess, tmp_p
     refused(anonymous, 7, "not found, or not visible without a login", f"ecr login {gw.host}")
 
 
-def test_admin_commands_say_how_to_authenticate_and_who_may(gw: GatewayProcess) -> None:
+def test_admin_commands_say_how_to_authenticate_and_who_may(gw: GatewayProcess, mallory: str) -> None:
     refused(ecr(gw, None, "admin", "reindex", "--server", gw.host), 7,
             f"not logged in to {gw.host}", "ECR_USERNAME and ECR_PASSWORD")
     refused(ecr(gw, "eve", "admin", "reindex", "--server", gw.host), 7,
             f"admins only: user 'eve' is not an administrator of {gw.host}")
-    refused(ecr(gw, "alice", "admin", "reindex", "--server", gw.host, password="wrong-one"), 7,
+    refused(ecr(gw, "mallory", "admin", "reindex", "--server", gw.host, password="wrong-one"), 7,
             "wrong user name or password")
 
 
