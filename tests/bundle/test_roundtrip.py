@@ -134,9 +134,10 @@ def test_ecr_pull_amd64_fetches_no_arm64_layer(pushed: tuple[str, str, Path], tm
 
 def test_ecr_pull_model_only_and_inspect_json(pushed: tuple[str, str, Path], tmp_path: Path) -> None:
     ref, pinned, _ = pushed
-    ecr("pull", "--quiet", "--model-only", ref, "-o", str(tmp_path))
-    assert not (tmp_path / "image").exists()
-    assert (tmp_path / "model" / "labels.txt").exists()
+    out = tmp_path / "out"  # tmp_path holds the test's auth files: `ecr pull` refuses a non-empty directory
+    ecr("pull", "--quiet", "--model-only", ref, "-o", str(out))
+    assert not (out / "image").exists()
+    assert (out / "model" / "labels.txt").exists()
     doc = json.loads(ecr("inspect", ref, "--json").stdout)
     assert doc["reference"] == pinned
     assert [p["platform"] for p in doc["platforms"]] == ["linux/amd64", "linux/arm64"]
