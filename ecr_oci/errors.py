@@ -45,9 +45,11 @@ class ValidationError(EcrError):
         super().__init__(text)
 
     @classmethod
-    def of(cls, problems: list[str]) -> ValidationError:
-        """One error standing for several problems (the first is its message)."""
-        return cls(problems[0], problems=problems)
+    def of(cls, problems: list[tuple[str, str]]) -> ValidationError:
+        """One error standing for several ``(field, message)`` problems; the first gives its
+        message and ``field``."""
+        field, message = problems[0]
+        return cls(message, field=field, problems=[f"{f}: {m}" for f, m in problems])
 
 
 class SourceError(EcrError):

@@ -128,8 +128,9 @@ def _misspelt(error: SchemaError) -> dict[str, str]:
     return found
 
 
-def problems(name: str, document: Any, *, what: str) -> list[str]:
-    """Every problem of ``document`` against schema ``name``, one readable line each.
+def problems(name: str, document: Any, *, what: str) -> list[tuple[str, str]]:
+    """Every problem of ``document`` against schema ``name``: ``(field, message)`` pairs,
+    the field prefixed with ``what``.
 
     A required field reported missing because it was misspelt is left out: the
     "unknown field 'descripton' (did you mean 'description'?)" line says it.
@@ -138,7 +139,7 @@ def problems(name: str, document: Any, *, what: str) -> list[str]:
     misspelt: set[tuple[tuple[Any, ...], str]] = set()
     for error in errors:
         misspelt |= {(tuple(error.absolute_path), field) for field in _misspelt(error)}
-    lines: list[str] = []
+    found: list[tuple[str, str]] = []
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         if error.validator == "required":
             field = error.message.split("'")[1] if "'" in error.message else ""
@@ -147,10 +148,9 @@ def problems(name: str, document: Any, *, what: str) -> list[str]:
         if error.validator in ("anyOf", "oneOf") and error.context:
             error = best_match(error.context) or error
         field, message = describe(error)
-        line = f"{what}: {field}: {message}"
-        if line not in lines:
-            lines.append(line)
-    return lines
+        if (f"{what}: {field}", message) not in found:
+            found.append((f"{what}: {field}", message))
+    return found
 
 
 def check(name: str, document: Any, *, what: str) -> None:

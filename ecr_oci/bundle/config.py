@@ -175,7 +175,7 @@ def _normalise(document: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_images(document: dict[str, Any], what: str, found: list[str]) -> tuple[ImageEntry, ...]:
+def _check_images(document: dict[str, Any], what: str, found: list[tuple[str, str]]) -> tuple[ImageEntry, ...]:
     """The image entries; problems (unknown or repeated platforms) are appended to ``found``."""
     seen: set[tuple[str, str, str | None]] = set()
     entries = []
@@ -184,24 +184,24 @@ def _check_images(document: dict[str, Any], what: str, found: list[str]) -> tupl
         if not isinstance(item, dict) or not isinstance(item.get("platform"), str):
             continue  # the schema check has said what is wrong
         field = f"{what}: images[{i}].platform"
-        if any(line.startswith(field + ":") for line in found):
+        if any(known == field for known, _ in found):
             continue  # the schema check has said what is wrong with it
         try:
             platform = Platform.parse(item["platform"])
         except ValidationError as exc:
-            found.append(f"{field}: {exc}")
+            found.append((field, str(exc)))
             continue
         # linux/arm64 and linux/arm64/v8 are one platform (v8 is arm64's only variant)
         key = (platform.os, platform.architecture, platform.variant or DEFAULT_VARIANT.get(platform.architecture))
         if key in seen:
-            found.append(f"{field}: platform {platform} listed twice")
+            found.append((field, f"platform {platform} listed twice"))
         seen.add(key)
         if isinstance(item.get("from"), str):
             entries.append(ImageEntry(platform=platform, source=item["from"]))
     return tuple(entries)
 
 
-def _check_files(config: BundleConfig, what: str, found: list[str]) -> None:
+def _check_files(config: BundleConfig, what: str, found: list[tuple[str, str]]) -> None:
     for key in ("model", "training_data", "source_archive", "icon"):
         value = config.data.get(key)
         items = value if isinstance(value, list) else [value] if value is not None else []
@@ -210,9 +210,9 @@ def _check_files(config: BundleConfig, what: str, found: list[str]) -> None:
                 continue  # the schema check has said what is wrong
             path = config.root / item
             if path.resolve() != config.root.resolve() and config.root.resolve() not in path.resolve().parents:
-                found.append(f"{what}: {key}: {item} leaves the bundle directory")
+                found.append((f"{what}: {key}", f"{item} leaves the bundle directory"))
             elif not path.exists():
-                found.append(f"{what}: {key}: {item}: no such file or directory")
+                found.append((f"{what}: {key}", f"{item}: no such file or directory"))
 
 
 # Limits of the registry and of the file systems a bundle is pulled onto: checked by
@@ -222,16 +222,16 @@ MAX_FILE_NAME_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs: one path component
 MAX_TITLE_BYTES = 1024  # a pulled file's relative path; leaves room under PATH_MAX (4096) for -o DIR
 
 
-def limit_problems(document: dict[str, Any], what: str) -> list[str]:
+def limit_problems(document: dict[str, Any], what: str) -> list[tuple[str, str]]:
     """Problems with limits a schema does not express: tag length, file name lengths."""
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
     name, version = document.get("name"), document.get("version")
     if not isinstance(name, str) or not isinstance(version, str):
         return found
     tag = version_tag(version)
     if len(tag) > MAX_TAG_LENGTH:
-        found.append(f"{what}: version: {len(tag)} characters, but a registry tag (the version) holds at most"
-                     f" {MAX_TAG_LENGTH}")
+        found.append((f"{what}: version", f"{len(tag)} characters, but a registry tag (the version) holds at"
+                                           f" most {MAX_TAG_LENGTH}"))
     titles: list[tuple[str, str]] = []
     if isinstance(document.get("source_archive"), str):
         titles.append(("source_archive", source_archive_title(name, version)))
@@ -244,8 +244,8 @@ def limit_problems(document: dict[str, Any], what: str) -> list[str]:
     for key, title in titles:
         longest = max(title.split("/"), key=lambda part: len(part.encode()))
         if len(longest.encode()) > MAX_FILE_NAME_BYTES:
-            found.append(f"{what}: {key}: file name {longest[:40]!r}... is {len(longest.encode())} bytes;"
-                         f" file systems hold at most {MAX_FILE_NAME_BYTES} (shorten the name or the version)")
+            found.append((f"{what}: {key}", f"file name {longest[:40]!r}... is {len(longest.encode())} bytes;"
+                          f" file systems hold at most {MAX_FILE_NAME_BYTES} (shorten the name or the version)"))
         elif len(title.encode()) > MAX_TITLE_BYTES:
-            found.append(f"{what}: {key}: path {title[:40]!r}... is longer than {MAX_TITLE_BYTES} bytes")
+            found.append((f"{what}: {key}", f"path {title[:40]!r}... is longer than {MAX_TITLE_BYTES} bytes"))
     return found
