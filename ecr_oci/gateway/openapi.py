@@ -18,6 +18,12 @@ _ACCOUNT = {"name": "account", "in": "path", "required": True, "schema": LABEL,
             "description": "A user or node name."}
 
 
+def _password_reset_answers(op: dict[str, Any]) -> dict[str, Any]:
+    """POST /users answers 200 when it set a new password (reset_password) instead of creating."""
+    op["responses"]["200"] = {"description": "Password reset (reset_password: true)"}
+    return op
+
+
 def _op(summary: str, *, body: str | None = None, params: list[dict[str, Any]] | None = None,
         ok: str = "200", auth: str = "any") -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "OK"}, "4XX": _ERROR},
@@ -52,8 +58,9 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/api/v1/whoami": {"get": _op("The authenticated identity", auth="user or node")},
         "/api/v1/users": {
-            "post": _op("Create a user (201), or set a new password with reset_password (200; else 409 for an"
-                        " existing user)", body="NewUser", ok="201", auth="admin"),
+            "post": _password_reset_answers(_op(
+                "Create a user (201), or set a new password with reset_password (200; else 409 for an"
+                " existing user)", body="NewUser", ok="201", auth="admin")),
             "get": _op("Users with their token ids/labels and grants", auth="admin")},
         "/api/v1/users/{account}": {
             "get": _op("A user: admin flag, API tokens (id, label, created), grants", params=[_ACCOUNT],
