@@ -366,3 +366,27 @@ def test_readme_sage_table_names_every_handled_field() -> None:
         assert f"`{key}`" in text
     for key in ECR_EXTENSIONS:
         assert f"`{key}`" in text
+
+
+def test_schema_platform_patterns_accept_exactly_the_known_platforms() -> None:
+    """The node-facts schema (inlined in the OpenAPI document) and Platform.parse agree, so the
+    facts API never refuses a value its OpenAPI document calls valid (found by schemathesis).
+    ecr.yaml's schema keeps the plain os/arch grammar: Platform.parse then says which part is unknown."""
+    import itertools
+    import re
+
+    from ecr_oci.bundle.config import KNOWN_ARCH_VARIANTS, Platform
+    from ecr_oci.errors import ValidationError
+    from ecr_oci.spec import load_schema
+
+    patterns = [load_schema("node-facts")["properties"]["platform"]["pattern"]]
+    words = ["linux", "windows", "0", *KNOWN_ARCH_VARIANTS, "v2", "v5", "v7", "v8", "v9", "x"]
+    candidates = ["/".join(p) for n in (2, 3) for p in itertools.product(words, repeat=n)]
+    for text in candidates:
+        try:
+            Platform.parse(text)
+            known = True
+        except ValidationError:
+            known = False
+        for pattern in patterns:
+            assert bool(re.search(pattern, text)) == known, (pattern, text)
