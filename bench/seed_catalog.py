@@ -6,7 +6,7 @@
 Writes what ``ecr serve`` keeps about bundles (repository records with visibilities
 and grants, users, the catalog index with realistic metadata, platforms and model
 files, some stage events) straight into ``DATA_DIR/state.db``, through the same
-:class:`~ecr_oci.gateway.state.SqliteStore` and :func:`~ecr_oci.gateway.bundle_index.version_row`
+:class:`~ecr_oci.gateway.stores.state.SqliteStore` and :func:`~ecr_oci.gateway.domain.bundle_index.version_row`
 the gateway uses. The registry holds none of it: this measures the pages and the API
 over the index, not registry round trips. Deterministic (seeded random).
 """
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ecr_oci.gateway import passwords  # noqa: E402
-from ecr_oci.gateway.bundle_index import version_row  # noqa: E402
-from ecr_oci.gateway.state import Account, SqliteStore, StageEvent  # noqa: E402
+from ecr_oci.gateway.domain.bundle_index import version_row  # noqa: E402
+from ecr_oci.gateway.stores.state import Account, SqliteStore, StageEvent  # noqa: E402
 from ecr_oci.mediatypes import MODEL_LAYER  # noqa: E402
 
 WORDS = ["owl", "bird", "bat", "frog", "insect", "smoke", "fire", "cloud", "snow", "rain", "traffic",

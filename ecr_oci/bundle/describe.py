@@ -72,8 +72,8 @@ def gateway_facts(client: RegistryClient, repository: str, digest: str) -> dict[
     """Visibility, what the caller may do, and this bundle's stages, when the registry
     is an ECR gateway (None for a plain registry)."""
     from ecr_oci.gateway.client import GatewayAdmin
-    from ecr_oci.gateway.stages import current_stages
-    from ecr_oci.gateway.state import StageEvent
+    from ecr_oci.gateway.domain.stages import current_stages
+    from ecr_oci.gateway.stores.state import StageEvent
 
     admin = GatewayAdmin(client.base_url, client.auth.credentials, verify_tls=bool(client.session.verify))
     try:

@@ -52,7 +52,7 @@ def serve(
     """
     from ecr_oci.cli.profile import parse_duration
     from ecr_oci.gateway.app import serve as run
-    from ecr_oci.gateway.state import STATE_URL_SCHEMES
+    from ecr_oci.gateway.stores.state import STATE_URL_SCHEMES
 
     if default_visibility not in ("public", "protected", "private"):
         raise fail("--default-visibility must be public, protected or private", 2)

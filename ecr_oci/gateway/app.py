@@ -16,13 +16,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ecr_oci.gateway import accounts, api, bundle_index, feed, nodes, web
 from ecr_oci.gateway.core import ISSUER, Gateway, GatewayConfig, oci_error
-from ecr_oci.gateway.disconnects import ClientDisconnects
-from ecr_oci.gateway.proxy import v2
-from ecr_oci.gateway.state import StateUnavailable, Visibility
+from ecr_oci.gateway.domain import bundle_index, feed, nodes
+from ecr_oci.gateway.stores.state import StateUnavailable, Visibility
+from ecr_oci.gateway.surfaces import accounts, api, web
+from ecr_oci.gateway.surfaces.disconnects import ClientDisconnects
+from ecr_oci.gateway.surfaces.registry import v2
+from ecr_oci.gateway.surfaces.token_endpoint import token_endpoint
 from ecr_oci.gateway.tokens import SigningKey
-from ecr_oci.gateway.tokenserver import token_endpoint
 from ecr_oci.gateway.upstream import EmbeddedRegistry
 from ecr_oci.profile import PrometheusClient
 from ecr_oci.profile.collector import CatalogLocator, Collector

@@ -19,14 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ecr_oci.digest import sha256_bytes
-from ecr_oci.gateway import passwords, policy
+from ecr_oci.gateway import passwords
 from ecr_oci.gateway.audit import AuditLog
-from ecr_oci.gateway.cache import CachedManifest, ManifestCache
+from ecr_oci.gateway.domain import policy
+from ecr_oci.gateway.domain.policy import ANONYMOUS, Caller, RepoFacts, Rule
+from ecr_oci.gateway.domain.system import CountersignKey, SystemIdentity
 from ecr_oci.gateway.metrics import Metrics
-from ecr_oci.gateway.policy import ANONYMOUS, Caller, RepoFacts, Rule
-from ecr_oci.gateway.state import Account, StateStore, Visibility, open_store
-from ecr_oci.gateway.storage import LocalBlobs
-from ecr_oci.gateway.system import CountersignKey, SystemIdentity
+from ecr_oci.gateway.stores.blobs import LocalBlobs
+from ecr_oci.gateway.stores.cache import CachedManifest, ManifestCache
+from ecr_oci.gateway.stores.state import Account, StateStore, Visibility, open_store
 from ecr_oci.gateway.tokens import SigningKey, TokenIssuer, granted
 from ecr_oci.gateway.upstream import UPSTREAM_SERVICE, Upstream
 from ecr_oci.registry.client import MANIFEST_ACCEPT
@@ -51,7 +52,7 @@ class GatewayConfig:
             ``X-Forwarded-Proto``/``-Host`` of a trusted proxy, else the address it listens on.
         storage_dir: the registry's filesystem storage when this gateway owns it
             (embedded mode): blob reads are then served from the files.
-        state_url: the state store (:func:`~ecr_oci.gateway.state.open_store`); None:
+        state_url: the state store (:func:`~ecr_oci.gateway.stores.state.open_store`); None:
             SQLite in ``data_dir``. Gateways sharing one ``postgresql://`` store scale out.
         trusted_proxies: addresses of reverse proxies (say ``127.0.0.1`` for an nginx on the
             same host) whose ``X-Forwarded-*`` headers are believed; nobody else's are.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ecr_oci.gateway.state import (
+from ecr_oci.gateway.stores.state import (
     Account,
     Referrer,
     SqliteStore,
@@ -28,7 +28,7 @@ Opener = Callable[[], SqlStore]
 def postgres_store(url: str) -> SqlStore:
     """A PostgresStore (imported here: without psycopg these tests fail with a hint, the rest run)."""
     try:
-        from ecr_oci.gateway.state_pg import PostgresStore
+        from ecr_oci.gateway.stores.state_pg import PostgresStore
     except ImportError:
         pytest.fail(PSYCOPG_HINT)
     return PostgresStore(url)
@@ -344,7 +344,7 @@ def test_claim_tag_has_one_winner_across_connections(opener: Opener) -> None:
 
 
 def test_catalog_index(store: SqlStore) -> None:
-    from ecr_oci.gateway.state import BundleVersion
+    from ecr_oci.gateway.stores.state import BundleVersion
 
     def row(repo: str, tag: str, digest: str, pushed: float, text: str, facets: str) -> BundleVersion:
         return BundleVersion(repo, tag, digest, pushed, text, facets, '{"metadata": {}}')

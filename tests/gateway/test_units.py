@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ecr_oci.gateway import passwords
-from ecr_oci.gateway.cache import CachedManifest, ManifestCache
 from ecr_oci.gateway.core import Gateway, GatewayConfig
-from ecr_oci.gateway.policy import ANONYMOUS, DEFAULT_POLICY, Caller, RepoFacts, is_release_tag
+from ecr_oci.gateway.domain.policy import ANONYMOUS, DEFAULT_POLICY, Caller, RepoFacts, is_release_tag
+from ecr_oci.gateway.stores.cache import CachedManifest, ManifestCache
 from ecr_oci.gateway.tokens import Scope, parse_scopes
 
 

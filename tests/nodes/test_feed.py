@@ -70,7 +70,7 @@ def test_node_add_with_invalid_facts_creates_nothing(gw: GatewayProcess) -> None
 
 
 def _accounts(gw: GatewayProcess) -> list[str]:
-    from ecr_oci.gateway.state import SqliteStore
+    from ecr_oci.gateway.stores.state import SqliteStore
 
     store = SqliteStore(gw.data_dir / "state.db")
     try:

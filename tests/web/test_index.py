@@ -33,7 +33,7 @@ def test_reindex_rebuilds_the_index_from_the_registry(site: Site) -> None:
     gw = site.gw
     before = requests.get(f"{site.url}/api/v1/bundles", auth=("alice", password_of("alice", gw)), timeout=60).json()
     page = requests.get(f"{site.url}/bundles/alice/owl-counter/0.1.0", timeout=30).text
-    from ecr_oci.gateway.state import SqliteStore
+    from ecr_oci.gateway.stores.state import SqliteStore
 
     store = SqliteStore(gw.data_dir / "state.db")  # another process writing the same store: like a reset
     try:

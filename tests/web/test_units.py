@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ecr_oci.gateway.web import render
-from ecr_oci.gateway.web.session import LoginBrake, Session, SessionCodec
+from ecr_oci.gateway.surfaces.web import render
+from ecr_oci.gateway.surfaces.web.session import LoginBrake, Session, SessionCodec
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert(1)",
@@ -83,10 +83,10 @@ def test_login_brake() -> None:
 def test_search_sees_writes_of_another_gateway_on_the_same_store(tmp_path: Path) -> None:
     """Each gateway searches its in-memory copy of the index; a write through another
     gateway's store moves the catalog generation, so the copy is reloaded."""
-    from ecr_oci.gateway import storefront
-    from ecr_oci.gateway.bundle_index import version_row
     from ecr_oci.gateway.core import Gateway, GatewayConfig
-    from ecr_oci.gateway.policy import ANONYMOUS
+    from ecr_oci.gateway.domain import storefront
+    from ecr_oci.gateway.domain.bundle_index import version_row
+    from ecr_oci.gateway.domain.policy import ANONYMOUS
 
     def gateway() -> Gateway:
         return Gateway(GatewayConfig(data_dir=tmp_path, registry_url="http://127.0.0.1:9"))
@@ -121,10 +121,10 @@ def test_search_sees_writes_of_another_gateway_on_the_same_store(tmp_path: Path)
 
 
 def test_search_pages_and_sorts(tmp_path: Path) -> None:
-    from ecr_oci.gateway import storefront
-    from ecr_oci.gateway.bundle_index import version_row
     from ecr_oci.gateway.core import Gateway, GatewayConfig
-    from ecr_oci.gateway.policy import ANONYMOUS
+    from ecr_oci.gateway.domain import storefront
+    from ecr_oci.gateway.domain.bundle_index import version_row
+    from ecr_oci.gateway.domain.policy import ANONYMOUS
 
     gw = Gateway(GatewayConfig(data_dir=tmp_path, registry_url="http://127.0.0.1:9"))
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from starlette.responses import FileResponse, RangeNotSatisfiable
 from starlette.types import Receive, Scope, Send
 
-from ecr_oci.gateway import ranges
+from ecr_oci.gateway.surfaces import ranges
 
 _DIGEST = re.compile(r"^sha256:([a-f0-9]{64})$")
 

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ecr_oci.gateway import names
 from ecr_oci.gateway.core import SERVICE, Gateway, Throttled, oci_error
-from ecr_oci.gateway.policy import ANONYMOUS, Caller
+from ecr_oci.gateway.domain import names
+from ecr_oci.gateway.domain.policy import ANONYMOUS, Caller
 from ecr_oci.gateway.tokens import Access, Scope, parse_scopes
 
 MAX_SCOPES = 32

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from ecr_oci.gateway.web import views
+from ecr_oci.gateway.surfaces.web import views
 
 routes = [
     Route("/", views.home),

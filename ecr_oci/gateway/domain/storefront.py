@@ -1,9 +1,9 @@
 """The catalog as the web pages show it, read from the catalog index.
 
-Like :mod:`ecr_oci.gateway.catalog` (whose visibility checks these functions reuse),
+Like :mod:`ecr_oci.gateway.domain.catalog` (whose visibility checks these functions reuse),
 every function takes the viewer and answers only what the viewer may pull; a
 repository the viewer may not see is absent, exactly like one that does not exist.
-The source is the state store's catalog index (:mod:`ecr_oci.gateway.bundle_index`),
+The source is the state store's catalog index (:mod:`ecr_oci.gateway.domain.bundle_index`),
 never the registry per request: a search filters an in-memory copy of the searched
 columns (reloaded when the index changes), asks the policy engine about the
 repositories found, and reads documents for the page shown only. Signatures,
@@ -23,12 +23,12 @@ from typing import Any
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.icon import sniff_image
-from ecr_oci.gateway import catalog
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import Caller
-from ecr_oci.gateway.stages import STAGES, current_stages
-from ecr_oci.gateway.state import BundleVersion, StageEvent
-from ecr_oci.gateway.system import APPROVED_FOR
+from ecr_oci.gateway.domain import catalog
+from ecr_oci.gateway.domain.policy import Caller
+from ecr_oci.gateway.domain.stages import STAGES, current_stages
+from ecr_oci.gateway.domain.system import APPROVED_FOR
+from ecr_oci.gateway.stores.state import BundleVersion, StageEvent
 from ecr_oci.profile.attach import NODE, STAGE
 from ecr_oci.trust import simplesigning as ss
 from ecr_oci.trust.dsse import parse_envelope

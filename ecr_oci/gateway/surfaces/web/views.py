@@ -1,10 +1,10 @@
 """The web pages: search, bundle, namespace, sign-in, badges, and the owners' forms.
 
-Every handler parses its path parameters with :mod:`ecr_oci.gateway.names` first
+Every handler parses its path parameters with :mod:`ecr_oci.gateway.domain.names` first
 (an invalid name is the same 404 page as a missing bundle), asks
-:mod:`ecr_oci.gateway.storefront` / :mod:`ecr_oci.gateway.catalog` for what the viewer
+:mod:`ecr_oci.gateway.domain.storefront` / :mod:`ecr_oci.gateway.domain.catalog` for what the viewer
 may see, and changes state only through the functions the JSON API uses
-(:func:`ecr_oci.gateway.api.apply_visibility` ...), so the rules and the audit
+(:func:`ecr_oci.gateway.surfaces.api.apply_visibility` ...), so the rules and the audit
 records are the API's.
 """
 
@@ -18,13 +18,14 @@ from urllib.parse import parse_qs, urlencode
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
-from ecr_oci.gateway import api, names, storefront
 from ecr_oci.gateway.core import Gateway, Throttled
-from ecr_oci.gateway.policy import ANONYMOUS, Caller, can_manage
-from ecr_oci.gateway.stages import STAGES
-from ecr_oci.gateway.state import GRANT_LEVELS, VISIBILITIES
-from ecr_oci.gateway.web import render
-from ecr_oci.gateway.web.session import COOKIE, LIFETIME, LoginBrake, Session, SessionCodec
+from ecr_oci.gateway.domain import names, storefront
+from ecr_oci.gateway.domain.policy import ANONYMOUS, Caller, can_manage
+from ecr_oci.gateway.domain.stages import STAGES
+from ecr_oci.gateway.stores.state import GRANT_LEVELS, VISIBILITIES
+from ecr_oci.gateway.surfaces import api
+from ecr_oci.gateway.surfaces.web import render
+from ecr_oci.gateway.surfaces.web.session import COOKIE, LIFETIME, LoginBrake, Session, SessionCodec
 
 MAX_FORM_BYTES = 16 << 10
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",

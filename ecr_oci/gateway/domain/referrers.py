@@ -15,7 +15,7 @@ from typing import Any
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.digest import hex_of
-from ecr_oci.gateway.state import Referrer, StateStore
+from ecr_oci.gateway.stores.state import Referrer, StateStore
 from ecr_oci.gateway.upstream import Upstream
 from ecr_oci.oci import canonical_json
 from ecr_oci.registry.client import MANIFEST_ACCEPT

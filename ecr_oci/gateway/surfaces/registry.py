@@ -26,11 +26,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.digest import sha256_bytes
-from ecr_oci.gateway import bundle_index, catalog, gate, names, ranges, releases
 from ecr_oci.gateway.core import Gateway, oci_error
-from ecr_oci.gateway.policy import DELETE, PULL, PUSH, Caller, is_release_tag
-from ecr_oci.gateway.referrers import add_to_fallback, index_document, referrer_of
-from ecr_oci.gateway.stages import StagePolicy, profile_transition
+from ecr_oci.gateway.domain import bundle_index, catalog, gate, names, releases
+from ecr_oci.gateway.domain.policy import DELETE, PULL, PUSH, Caller, is_release_tag
+from ecr_oci.gateway.domain.referrers import add_to_fallback, index_document, referrer_of
+from ecr_oci.gateway.domain.stages import StagePolicy, profile_transition
+from ecr_oci.gateway.surfaces import ranges
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 
 log = logging.getLogger("ecr.gateway")

@@ -1,4 +1,4 @@
-"""The name grammars of :mod:`ecr_oci.gateway.names` as JSON Schema, for the OpenAPI documents.
+"""The name grammars of :mod:`ecr_oci.gateway.domain.names` as JSON Schema, for the OpenAPI documents.
 
 With them a request valid by the document is one the API accepts (schemathesis checks
 exactly that in tests/gateway/test_fuzz.py). ``format: ecr-repository`` only helps

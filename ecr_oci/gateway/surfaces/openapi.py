@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of ``/api/v1`` (served at ``/api/v1/openapi.json``).
 
-Names carry the grammar of :mod:`ecr_oci.gateway.names` as patterns, so a request valid
+Names carry the grammar of :mod:`ecr_oci.gateway.domain.names` as patterns, so a request valid
 by this document is one the API accepts (tests/gateway/test_fuzz.py drives every
 operation from it with schemathesis and checks exactly that).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecr_oci.gateway.openapi_names import DIGEST, LABEL, REFERENCE, REPOSITORY, USER
+from ecr_oci.gateway.surfaces.openapi_names import DIGEST, LABEL, REFERENCE, REPOSITORY, USER
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": REPOSITORY,
@@ -129,8 +129,8 @@ OPENAPI: dict[str, Any] = {
 }
 
 # Node facts and the scheduler feed (issue 12), described in their own module.
-from ecr_oci.gateway.openapi_nodes import PATHS as _NODE_PATHS  # noqa: E402
-from ecr_oci.gateway.openapi_nodes import SCHEMAS as _NODE_SCHEMAS  # noqa: E402
+from ecr_oci.gateway.surfaces.openapi_nodes import PATHS as _NODE_PATHS  # noqa: E402
+from ecr_oci.gateway.surfaces.openapi_nodes import SCHEMAS as _NODE_SCHEMAS  # noqa: E402
 
 OPENAPI["paths"].update(_NODE_PATHS)
 OPENAPI["components"]["schemas"].update(_NODE_SCHEMAS)

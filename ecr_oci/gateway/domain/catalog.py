@@ -8,7 +8,7 @@ an annotation that is not valid Unicode, stored before the gate refused such tex
 is skipped and logged, never allowed to break a listing for everyone.
 
 Bundle versions come from the catalog index in the state store
-(:mod:`ecr_oci.gateway.bundle_index`, kept at manifest PUT/DELETE and rebuilt by
+(:mod:`ecr_oci.gateway.domain.bundle_index`, kept at manifest PUT/DELETE and rebuilt by
 ``ecr admin reindex``), not from walking the registry on every request.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import PULL, Caller, RepoFacts, facts
-from ecr_oci.gateway.stages import current_stages
-from ecr_oci.gateway.state import BundleVersion, Referrer, StageEvent
+from ecr_oci.gateway.domain.policy import PULL, Caller, RepoFacts, facts
+from ecr_oci.gateway.domain.stages import current_stages
+from ecr_oci.gateway.stores.state import BundleVersion, Referrer, StageEvent
 from ecr_oci.jsontext import is_unicode_clean
 
 log = logging.getLogger("ecr.gateway")
@@ -92,7 +92,7 @@ async def bundle_versions(gateway: Gateway, caller: Caller, repository: str,
     """The bundle versions (tags naming a bundle index) of a repository the caller may see
     (and ``keep`` accepts, judged before the DOI is looked up).
 
-    Read from the catalog index (:mod:`ecr_oci.gateway.bundle_index`), in tag order.
+    Read from the catalog index (:mod:`ecr_oci.gateway.domain.bundle_index`), in tag order.
     """
     if not may_pull(gateway, caller, repository):
         return []

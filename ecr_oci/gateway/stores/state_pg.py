@@ -1,7 +1,7 @@
 """The gateway's state in PostgreSQL: one store shared by several gateways.
 
-:class:`PostgresStore` runs the same queries as :class:`~ecr_oci.gateway.state.SqliteStore`
-(:class:`~ecr_oci.gateway.state.SqlStore` holds them) through psycopg 3 with a small
+:class:`PostgresStore` runs the same queries as :class:`~ecr_oci.gateway.stores.state.SqliteStore`
+(:class:`~ecr_oci.gateway.stores.state.SqlStore` holds them) through psycopg 3 with a small
 connection pool. The gateway calls the store from its event loop and from worker
 threads, so connections are borrowed per call rather than shared: each call is one
 short transaction (writes) or autocommit statements (reads).
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ecr_oci.gateway.state import Dialect, Session, SqlStore, StateUnavailable
+from ecr_oci.gateway.stores.state import Dialect, Session, SqlStore, StateUnavailable
 
 # Arbitrary, fixed key of the advisory lock that serialises schema creation.
 _SCHEMA_LOCK_KEY = 0x6563725F7374  # "ecr_st"
@@ -41,7 +41,7 @@ def redact(url: str) -> str:
 
 
 class PostgresStore(SqlStore):
-    """:class:`~ecr_oci.gateway.state.StateStore` in a PostgreSQL database.
+    """:class:`~ecr_oci.gateway.stores.state.StateStore` in a PostgreSQL database.
 
     Args:
         url: a libpq connection string or ``postgresql://`` URL; what it leaves out

@@ -5,7 +5,7 @@ tags, manifests) on every request. It is kept by the proxy as manifests are
 written or deleted (:func:`manifest_written`, :func:`manifest_deleted`) and rebuilt
 from the registry alone by :func:`rebuild` (``ecr admin reindex``), so the registry
 stays the one source of truth. Rows carry no access facts: every reader filters by
-policy (:mod:`ecr_oci.gateway.catalog`).
+policy (:mod:`ecr_oci.gateway.domain.catalog`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.annotations import metadata_from
 from ecr_oci.bundle.icon import ICON_MEDIA_TYPES, MAX_ICON_BYTES
-from ecr_oci.gateway import referrers
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.state import BundleVersion
+from ecr_oci.gateway.domain import referrers
+from ecr_oci.gateway.stores.state import BundleVersion
 from ecr_oci.jsontext import is_unicode_clean
 
 log = logging.getLogger("ecr.gateway")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecr_oci.gateway.openapi_names import DIGEST, LABEL, REPOSITORY
+from ecr_oci.gateway.surfaces.openapi_names import DIGEST, LABEL, REPOSITORY
 from ecr_oci.spec import load_schema
 
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

@@ -12,10 +12,10 @@ from starlette.routing import Route
 
 from ecr_oci.deploy.facts import validate_facts
 from ecr_oci.errors import ValidationError
-from ecr_oci.gateway import names
-from ecr_oci.gateway.api import ApiError, _body, _caller, _handler, _parsed
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import can_access_node
+from ecr_oci.gateway.domain import names
+from ecr_oci.gateway.domain.policy import can_access_node
+from ecr_oci.gateway.surfaces.api import ApiError, _body, _caller, _handler, _parsed
 
 
 # --- API: GET/PUT /api/v1/nodes/{node}/facts -----------------------------------------

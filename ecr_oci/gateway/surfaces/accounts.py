@@ -2,7 +2,7 @@
 
 List, show and remove users and nodes; list and revoke API tokens; show a
 repository's visibility and grants. Access decisions use the policy engine
-(:func:`~ecr_oci.gateway.policy.can_manage`, :meth:`Gateway.allowed`); a repository
+(:func:`~ecr_oci.gateway.domain.policy.can_manage`, :meth:`Gateway.allowed`); a repository
 the caller may not see is answered like a missing one.
 """
 
@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ecr_oci.gateway import catalog, names
-from ecr_oci.gateway.api import ApiError, _caller, _handler, _parsed, _require_admin
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import can_manage
-from ecr_oci.gateway.state import Account
+from ecr_oci.gateway.domain import catalog, names
+from ecr_oci.gateway.domain.policy import can_manage
+from ecr_oci.gateway.stores.state import Account
+from ecr_oci.gateway.surfaces.api import ApiError, _caller, _handler, _parsed, _require_admin
 
 TOKEN_ID_LENGTH = 12  # hex characters of the secret's digest that name a token
 

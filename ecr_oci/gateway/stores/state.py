@@ -6,7 +6,7 @@ load balancer once the store is shared. :class:`StateStore` is the interface;
 upserts, which SQLite >= 3.24 and PostgreSQL share), parameterised by a
 :class:`Dialect` for what differs: placeholder style, a few DDL types, and how a
 connection and a transaction are had. :class:`SqliteStore` (stdlib sqlite3, WAL) is the
-embedded default; :class:`ecr_oci.gateway.state_pg.PostgresStore` is the shared store
+embedded default; :class:`ecr_oci.gateway.stores.state_pg.PostgresStore` is the shared store
 for several gateways. :func:`open_store` picks one from a URL.
 
 What lives here is access state (accounts, visibility, grants), audit records and an
@@ -160,7 +160,7 @@ class StateStore(Protocol):
     def catalog_rows(self) -> list[tuple[str, str, str, float, str, str]]: ...
     def all_stage_events(self, repositories: Sequence[str] | None) -> list[StageEvent]: ...
     def clear_bundle_versions(self) -> None: ...
-    # nodes' facts and the scheduler feed (ecr_oci.gateway.nodes, ecr_oci.gateway.feed)
+    # nodes' facts and the scheduler feed (ecr_oci.gateway.domain.nodes, ecr_oci.gateway.domain.feed)
     def set_node_facts(self, node: str, facts: dict[str, Any]) -> None: ...
     def node_facts(self, nodes: Sequence[str]) -> dict[str, dict[str, Any]]: ...
     def deployment_nodes(self, deployment: str) -> list[str]: ...
@@ -816,7 +816,7 @@ def open_store(data_dir: Path, url: str | None = None) -> StateStore:
             raise ValueError("sqlite: URL without a path")
         return SqliteStore(Path(path))
     try:
-        from ecr_oci.gateway.state_pg import PostgresStore
+        from ecr_oci.gateway.stores.state_pg import PostgresStore
     except ImportError as exc:
         raise RuntimeError(
             f"the PostgreSQL state store needs psycopg: pip install 'psycopg[binary,pool]' ({exc})"

@@ -13,7 +13,7 @@ changed after the cursor (granted: in ``bundles``; revoked: in ``removed``). The
 parts of an entry that never change for a digest (manifests, profile summaries,
 signature checks) are cached by digest.
 
-Access: :func:`ecr_oci.gateway.policy.can_read_feed` (administrators and the
+Access: :func:`ecr_oci.gateway.domain.policy.can_read_feed` (administrators and the
 deployment's own nodes). Anyone else gets the same 404 as for a deployment that does
 not exist.
 """
@@ -39,11 +39,11 @@ from ecr_oci.deploy import spec as deploy_spec
 from ecr_oci.deploy.facts import fit
 from ecr_oci.digest import sha256_bytes
 from ecr_oci.errors import EcrError
-from ecr_oci.gateway import names
-from ecr_oci.gateway.api import ApiError, _caller, _handler, _parsed
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import can_read_feed
-from ecr_oci.gateway.system import APPROVED_FOR
+from ecr_oci.gateway.domain import names
+from ecr_oci.gateway.domain.policy import can_read_feed
+from ecr_oci.gateway.domain.system import APPROVED_FOR
+from ecr_oci.gateway.surfaces.api import ApiError, _caller, _handler, _parsed
 from ecr_oci.profile.attach import WINDOW_END
 from ecr_oci.trust import simplesigning as ss
 from ecr_oci.trust.keys import verify_bytes

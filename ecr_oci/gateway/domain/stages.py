@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecr_oci.gateway.policy import Caller
-from ecr_oci.gateway.state import StageEvent, StateStore
+from ecr_oci.gateway.domain.policy import Caller
+from ecr_oci.gateway.stores.state import StageEvent, StateStore
 from ecr_oci.gateway.upstream import Upstream
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 

@@ -19,13 +19,14 @@ from starlette.routing import Route
 
 from ecr_oci import jsontext
 from ecr_oci.errors import EcrError
-from ecr_oci.gateway import bundle_index, catalog, names, passwords, referrers
+from ecr_oci.gateway import passwords
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.openapi import OPENAPI
-from ecr_oci.gateway.policy import Caller, can_manage
-from ecr_oci.gateway.stages import StageError, StagePolicy, content_closure, set_stage
-from ecr_oci.gateway.state import GRANT_LEVELS, VISIBILITIES, Account
-from ecr_oci.gateway.system import SYSTEM_USER, countersign
+from ecr_oci.gateway.domain import bundle_index, catalog, names, referrers
+from ecr_oci.gateway.domain.policy import Caller, can_manage
+from ecr_oci.gateway.domain.stages import StageError, StagePolicy, content_closure, set_stage
+from ecr_oci.gateway.domain.system import SYSTEM_USER, countersign
+from ecr_oci.gateway.stores.state import GRANT_LEVELS, VISIBILITIES, Account
+from ecr_oci.gateway.surfaces.openapi import OPENAPI
 from ecr_oci.registry.client import MANIFEST_ACCEPT, at
 
 MAX_BODY_BYTES = 1 << 20

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecr_oci.gateway import passwords
-from ecr_oci.gateway.state import Account, StateStore
+from ecr_oci.gateway.stores.state import Account, StateStore
 from ecr_oci.registry.auth import Credentials
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference

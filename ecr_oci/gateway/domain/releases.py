@@ -1,6 +1,6 @@
 """Released versions are immutable as a whole.
 
-A release tag (semver, see :func:`~ecr_oci.gateway.policy.is_release_tag`) names an
+A release tag (semver, see :func:`~ecr_oci.gateway.domain.policy.is_release_tag`) names an
 index or manifest; everything it needs to be pulled (child manifests, configs,
 layers) must stay as long as the tag does. Only an administrator deletes a release,
 and the first writer of a release tag wins (``StateStore.claim_tag``).
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.policy import is_release_tag
+from ecr_oci.gateway.domain.policy import is_release_tag
 
 
 async def manifest_closure(gateway: Gateway, repository: str, digest: str) -> set[str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from ecr_oci.gateway.state import GrantLevel, StateStore, Visibility
+from ecr_oci.gateway.stores.state import GrantLevel, StateStore, Visibility
 
 PULL, PUSH, DELETE = "pull", "push", "delete"
 ALL_ACTIONS = frozenset({PULL, PUSH, DELETE})
