@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import requests
 
@@ -57,6 +57,7 @@ def collect(
     duration: float,
     session: requests.Session | None = None,
     timeout: float = 5.0,
+    check_first: Callable[[Snapshot], None] | None = None,
 ) -> list[Snapshot]:
     """Scrape *endpoint* at 0, interval, 2·interval, ... up to *duration* seconds.
 
@@ -69,6 +70,8 @@ def collect(
         duration: seconds from first to last scrape, >= interval.
         session: a requests session; one is made (and closed) otherwise.
         timeout: per-scrape timeout in seconds (at most *interval* is sensible).
+        check_first: called with the first scrape; raising there ends the run at once
+            instead of after *duration*.
 
     Raises:
         ValidationError: interval or duration out of range.
@@ -87,6 +90,8 @@ def collect(
             if delay > 0:
                 time.sleep(delay)
             snapshots.append(scrape_once(endpoint, session=http, timeout=timeout))
+            if i == 0 and check_first is not None:
+                check_first(snapshots[0])
     finally:
         if own:
             http.close()
@@ -110,17 +115,7 @@ def profile_from_snapshots(
     """
     readings = [read_convention(s, context.bundle) for s in snapshots]
     if snapshots and all(r.latency is None for r in readings):
-        seen = sorted(
-            {
-                s.labels.get(c.BUNDLE_LABEL, "(none)")
-                for s in snapshots[-1].samples
-                if s.name.startswith(c.PLUGIN_PREFIX)
-            }
-        )
-        raise ProfileError(
-            f"{endpoint} exports no {c.LATENCY} with {c.BUNDLE_LABEL}={context.bundle!r}"
-            f" (bundle labels seen: {', '.join(seen) or 'none'})"
-        )
+        raise _missing_latency(snapshots[-1], context.bundle, endpoint)
     metrics = summarize(readings)
     summary = ProfileSummary(
         bundle=context.bundle,
@@ -133,6 +128,33 @@ def profile_from_snapshots(
         source=ScrapeSource(endpoint=endpoint, interval_seconds=interval, scrape_count=len(snapshots)),
     )
     return ProfileResult(summary, series_from_snapshots(snapshots, context.bundle))
+
+
+def _bundle_labels(snapshot: Snapshot) -> set[str]:
+    return {
+        s.labels.get(c.BUNDLE_LABEL, "(none)") for s in snapshot.samples if s.name.startswith(c.PLUGIN_PREFIX)
+    }
+
+
+def _missing_latency(snapshot: Snapshot, bundle: str, endpoint: str) -> ProfileError:
+    seen = sorted(_bundle_labels(snapshot))
+    return ProfileError(
+        f"{endpoint} exports no {c.LATENCY} with {c.BUNDLE_LABEL}={bundle!r}"
+        f" (bundle labels seen: {', '.join(seen) or 'none'})"
+    )
+
+
+def first_scrape_check(bundle: str, endpoint: str) -> Callable[[Snapshot], None]:
+    """A check of the first scrape: plugin metrics that name only *other* bundles are a wrong
+    ``bundle`` label (or the wrong endpoint), known at once. Plugins that create their
+    labelled series lazily (none yet) are given the whole window."""
+
+    def check(snapshot: Snapshot) -> None:
+        labels = _bundle_labels(snapshot) - {"(none)"}
+        if labels and bundle not in labels:
+            raise _missing_latency(snapshot, bundle, endpoint)
+
+    return check
 
 
 def profile_scrape(
@@ -164,7 +186,9 @@ def profile_scrape(
         ProfileError: the bundle's metrics are missing or unusable.
         EmptyWindowError: no inference happened during the window.
     """
-    snapshots = collect(endpoint, interval=interval, duration=duration, session=session, timeout=timeout)
+    check = None if latency_metric else first_scrape_check(context.bundle, endpoint)
+    snapshots = collect(endpoint, interval=interval, duration=duration, session=session, timeout=timeout,
+                        check_first=check)
     if latency_metric:
         snapshots = [map_latency_metric(s, latency_metric, context.bundle) for s in snapshots]
     return profile_from_snapshots(snapshots, context, endpoint=endpoint, interval=interval)

@@ -19,7 +19,7 @@ from ecr_oci.profile import ProfileContext, PrometheusClient, Window, Workload, 
 from ecr_oci.profile.attach import attach_profile, list_profiles
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import parse_reference
-from tests.conftest import write_bundle
+from tests.conftest import BASE_METADATA, write_bundle
 from tests.profile.support import BUCKET_WIDTH, TRUE_P50, TRUE_P95, Exporter, PrometheusServer
 from tests.support import Registry
 
@@ -148,3 +148,19 @@ def test_profile_list_plots_latency_per_node(setup: Setup, tmp_path: Path) -> No
     assert f"wrote {png}" in proc.stderr
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_a_wrong_bundle_label_is_found_on_the_first_scrape(setup: Setup, registry: Registry, tiny_layout: Path,
+                                                           tmp_path: Path) -> None:
+    """The plugin labels its metrics with another bundle: say so at once, not after --duration."""
+    root = write_bundle(tmp_path / "b", tiny_layout, {**BASE_METADATA, "name": "other-bundle"})
+    other = f"{registry.host}/alice/other-bundle:0.1.0"
+    ecr("push", "--quiet", str(root), other)
+    started = time.monotonic()
+    proc = subprocess.run(["ecr", "profile", "attach", other, "--scrape", setup.direct, "--duration", "60s",
+                           "--interval", "1s", "--node", NODE], capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 15, "waited for the whole window"
+    assert proc.returncode == 10, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]  # after the "scraping ... for 60s" progress line
+    assert error.startswith("error: ") and setup.digest in error  # names the label the plugin does carry
+    assert "Traceback" not in proc.stderr
