@@ -40,6 +40,7 @@ demo: example
 
 bench: deps
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/startup.py
 	$(PYTHON) bench/gateway.py
 	$(PYTHON) bench/web.py
 	$(PYTHON) bench/scaleout.py

@@ -11,15 +11,14 @@ import json
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import ValidationError as SchemaError
-from jsonschema.exceptions import best_match
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from ecr_oci.errors import ValidationError
+
+if TYPE_CHECKING:  # jsonschema and referencing load on the first validation (CLI start-up time)
+    import jsonschema
+    from jsonschema.exceptions import ValidationError as SchemaError
+    from referencing import Registry
 
 _PACKAGED = Path(__file__).parent / "_schemas"
 _CHECKOUT = Path(__file__).resolve().parent.parent / "annotations-spec" / "v1" / "schemas"
@@ -64,6 +63,9 @@ def load_schema(name: str) -> dict[str, Any]:
 @cache
 def _registry() -> Registry:
     """All spec schemas by $id, so cross-file $refs resolve offline."""
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     resources = []
     for path in sorted(schema_dir().glob("*.schema.json")):
         schema = json.loads(path.read_text())
@@ -75,6 +77,8 @@ def _registry() -> Registry:
 @cache
 def validator(name: str) -> jsonschema.protocols.Validator:
     """A format-checking Draft 2020-12 validator for schema ``name``."""
+    import jsonschema
+
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -135,6 +139,8 @@ def problems(name: str, document: Any, *, what: str) -> list[tuple[str, str]]:
     A required field reported missing because it was misspelt is left out: the
     "unknown field 'descripton' (did you mean 'description'?)" line says it.
     """
+    from jsonschema.exceptions import best_match
+
     errors = list(validator(name).iter_errors(document))
     misspelt: set[tuple[tuple[Any, ...], str]] = set()
     for error in errors:

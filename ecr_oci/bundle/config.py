@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ecr_oci import spec
 from ecr_oci.bundle.names import data_archive_title, source_archive_title, version_tag
 from ecr_oci.errors import ValidationError
@@ -138,6 +136,8 @@ def load_config(path: Path) -> BundleConfig:
     Raises:
         ValidationError: one message naming the first problem found.
     """
+    import yaml  # here: `ecr inspect` imports this module for Platform only (start-up time)
+
     file = find_config(path)
     try:
         document = yaml.safe_load(file.read_text())

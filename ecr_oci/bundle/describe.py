@@ -72,8 +72,6 @@ def gateway_facts(client: RegistryClient, repository: str, digest: str) -> dict[
     """Visibility, what the caller may do, and this bundle's stages, when the registry
     is an ECR gateway (None for a plain registry)."""
     from ecr_oci.gateway.client import GatewayAdmin
-    from ecr_oci.gateway.domain.stages import current_stages
-    from ecr_oci.gateway.stores.state import StageEvent
 
     admin = GatewayAdmin(client.base_url, client.auth.credentials, verify_tls=bool(client.session.verify))
     try:
@@ -81,6 +79,10 @@ def gateway_facts(client: RegistryClient, repository: str, digest: str) -> dict[
         events = [e for e in admin.stages(repository)["events"] if e.get("digest") == digest]
     except (EcrError, KeyError, TypeError):
         return None
+    # Only for a gateway: a plain registry's inspect starts without the state store's modules.
+    from ecr_oci.gateway.domain.stages import current_stages
+    from ecr_oci.gateway.stores.state import StageEvent
+
     parsed = [StageEvent(repository=repository, digest=digest, stage=e["stage"], deployment=e.get("deployment", ""),
                          actor=e.get("actor", ""), at=e.get("at", 0.0), evidence=e.get("evidence") or {})
               for e in events]

@@ -1,8 +1,9 @@
 """The ``ecr`` command line.
 
-``run`` is the console entry point. The typer app (``ecr_oci.cli.main.app``) imports
-every command module and their libraries (requests, jsonschema, cryptography, ...),
-about half a second; ``ecr --version`` answers without loading any of it.
+``run`` is the console entry point. The full typer app (``ecr_oci.cli.main.app``)
+imports every command module and their libraries (requests, jsonschema, cryptography,
+...), about half a second; ``ecr --version`` answers without loading any of it, and a
+command runs in an app holding only its own module (``ecr_oci.cli.main.app_for``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ def run() -> None:
     if sys.argv[1:] == ["--version"]:
         print(__version__)
         return
-    from ecr_oci.cli.main import app
+    from ecr_oci.cli.main import app_for
 
-    app()
+    app_for(sys.argv[1:])()
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -13,7 +13,6 @@ from rich.table import Table
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.config import Platform, load_config
 from ecr_oci.bundle.describe import gateway_facts, image_size, label_referrer
-from ecr_oci.bundle.model import build_bundle
 from ecr_oci.bundle.remote import fetch_bundle, platform_text
 from ecr_oci.cli.common import (
     Insecure,
@@ -31,9 +30,12 @@ from ecr_oci.cli.common import (
 )
 from ecr_oci.doi.record import find_records
 from ecr_oci.registry.reference import parse_reference
-from ecr_oci.transfer.progress import TransferProgress
-from ecr_oci.transfer.pull import pull_bundle
-from ecr_oci.transfer.push import PushReport, push_bundle
+
+if TYPE_CHECKING:
+    from ecr_oci.transfer.push import PushReport
+
+# Building, pushing and pulling (and rich.progress) are imported by the commands that
+# use them: `ecr inspect` starts without them (start-up time, issue 10).
 
 BundleDir = Annotated[
     Path, typer.Argument(help="Bundle directory holding ecr.yaml (or sage.yaml), or the file itself.")
@@ -45,6 +47,8 @@ Ref = Annotated[str, typer.Argument(help="HOST[:PORT]/REPOSITORY[:TAG|@DIGEST]")
 def validate(path: BundleDir = Path("."), build: Annotated[bool, typer.Option(
         "--build/--no-build", help="Also open every image source and hash every file.")] = True) -> None:
     """Check a bundle's metadata and inputs without contacting a registry."""
+    from ecr_oci.bundle.model import build_bundle
+
     config = load_config(path)
     if build:
         with tempfile.TemporaryDirectory(prefix="ecr-") as scratch:
@@ -79,6 +83,10 @@ def push(
     uploaded in resumable chunks. The version tag is written last. With --key the
     bundle is signed and its provenance (in-toto/SLSA v1, DSSE) attached as a referrer.
     """
+    from ecr_oci.bundle.model import build_bundle
+    from ecr_oci.transfer.progress import TransferProgress
+    from ecr_oci.transfer.push import push_bundle
+
     config = load_config(path)
     target = parse_reference(reference, default_tag=None)
     if target.digest:
@@ -170,6 +178,9 @@ def pull(
     Only the chosen platform's blobs are downloaded; every blob is verified against
     its digest and written only once complete.
     """
+    from ecr_oci.transfer.progress import TransferProgress
+    from ecr_oci.transfer.pull import pull_bundle
+
     ref = parse_reference(reference)
     chosen = None if model_only else Platform.parse(platform or host_platform())
     if output is None:  # a new directory named after what is pulled, never the current one

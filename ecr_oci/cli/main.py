@@ -1,49 +1,51 @@
-"""The ``ecr`` command line: every command group, assembled into one typer app."""
+"""The ``ecr`` command line: every command group, assembled into one typer app.
+
+Each command lives in a module of its own libraries (requests, cryptography,
+prometheus_client, the gateway's web stack, ...); importing them all costs more than
+most commands take to run. ``COMMANDS`` says which module holds each command, so
+``app_for(["inspect", REF])`` builds an app holding only ``inspect`` and imports only
+``ecr_oci.cli.bundle``; ``--help``, no arguments or an unknown command get the full
+app (``app``), whose help and "No such command ... Did you mean" answer list them all.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import typer
 
-import ecr_oci.cli.admin as admin  # gateway management: ecr admin | repo | stage
-import ecr_oci.cli.serve as serve  # the gateway: ecr serve
 from ecr_oci import __version__
-from ecr_oci.cli import bundle, profile, registry
-from ecr_oci.cli import deploy as deploy_cli
-from ecr_oci.cli import doi as doi_cli
-from ecr_oci.cli import nodeexporter as nodeexporter_cli
-from ecr_oci.cli import trust as trust_cli
 from ecr_oci.cli.common import EXIT_CODES_HELP
 
-app = typer.Typer(
-    name="ecr",
-    help=f"Edge Code Repository: push, pull and inspect edge bundles in an OCI registry.\n\n{EXIT_CODES_HELP}",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command()(bundle.validate)
-app.command()(bundle.push)
-app.command()(bundle.pull)
-app.command()(bundle.inspect)
-app.command()(registry.ls)
-app.command()(registry.tags)
-app.command()(registry.login)
-app.command()(registry.logout)
-app.command()(serve.serve)
-app.add_typer(admin.admin_app, name="admin")
-app.add_typer(admin.repo_app, name="repo")
-app.add_typer(admin.stage_app, name="stage")
-app.command()(admin.search)
-app.command("signing-key")(admin.signing_key)
-app.command()(trust_cli.keygen)
-app.command()(trust_cli.sign)
-app.command()(trust_cli.verify)
-app.add_typer(trust_cli.provenance_app, name="provenance")
-app.add_typer(profile.app, name="profile")
-app.command()(profile.run)
-app.add_typer(doi_cli.app, name="doi")
-app.add_typer(deploy_cli.app, name="deploy")
-app.command("node-exporter")(nodeexporter_cli.node_exporter)
+# Command name -> (module in ecr_oci.cli, attribute): a command function or a typer group.
+# The order is the order of ``ecr --help`` (typer lists commands, then groups).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("bundle", "validate"),
+    "push": ("bundle", "push"),
+    "pull": ("bundle", "pull"),
+    "inspect": ("bundle", "inspect"),
+    "ls": ("registry", "ls"),
+    "tags": ("registry", "tags"),
+    "login": ("registry", "login"),
+    "logout": ("registry", "logout"),
+    "serve": ("serve", "serve"),
+    "admin": ("admin", "admin_app"),  # gateway management: ecr admin | repo | stage
+    "repo": ("admin", "repo_app"),
+    "stage": ("admin", "stage_app"),
+    "search": ("admin", "search"),
+    "signing-key": ("admin", "signing_key"),
+    "keygen": ("trust", "keygen"),
+    "sign": ("trust", "sign"),
+    "verify": ("trust", "verify"),
+    "provenance": ("trust", "provenance_app"),
+    "profile": ("profile", "app"),
+    "run": ("profile", "run"),
+    "doi": ("doi", "app"),
+    "deploy": ("deploy", "app"),
+    "node-exporter": ("nodeexporter", "node_exporter"),
+}
 
 
 def _version(value: bool) -> None:
@@ -52,8 +54,54 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Edge Code Repository client."""
+
+
+def build_app(names: Iterable[str] | None = None) -> typer.Typer:
+    """The ``ecr`` app with the commands ``names`` (all of them when None), importing only their modules."""
+    wanted = set(COMMANDS if names is None else names)
+    app = typer.Typer(
+        name="ecr",
+        help=f"Edge Code Repository: push, pull and inspect edge bundles in an OCI registry.\n\n{EXIT_CODES_HELP}",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    # A callback keeps the app a group even with one command (typer would otherwise run
+    # a lone command as the app itself, and ``ecr inspect REF`` would not parse).
+    app.callback()(main)
+    for name, (module, attribute) in COMMANDS.items():
+        if name not in wanted:
+            continue
+        target = getattr(importlib.import_module(f"ecr_oci.cli.{module}"), attribute)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+def app_for(args: Sequence[str]) -> typer.Typer:
+    """The app to run ``ecr ARGS``: only the named command's when ARGS start with a command name."""
+    if args and args[0] in COMMANDS:
+        return build_app([args[0]])
+    return _full_app()
+
+
+_app: typer.Typer | None = None
+
+
+def _full_app() -> typer.Typer:
+    global _app
+    if _app is None:
+        _app = build_app()
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # every command: help, tests, embedding
+        return _full_app()
+    raise AttributeError(name)

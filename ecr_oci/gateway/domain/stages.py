@@ -13,12 +13,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecr_oci.gateway.domain.policy import Caller
 from ecr_oci.gateway.stores.state import StageEvent, StateStore
-from ecr_oci.gateway.upstream import Upstream
 from ecr_oci.registry.client import MANIFEST_ACCEPT
+
+if TYPE_CHECKING:  # httpx and the token code: not loaded by `ecr inspect` (current_stages)
+    from ecr_oci.gateway.upstream import Upstream
 
 STAGES = ("submitted", "tested-vw", "tested-node", "approved", "deprecated")
 PER_DEPLOYMENT = frozenset({"approved"})
