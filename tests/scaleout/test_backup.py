@@ -129,7 +129,7 @@ def test_backup_wipe_restore(drill: ScaleOut, tiny_layout: Path, tmp_path: Path)
         assert verified.returncode == 0, verified.stderr
         shown = ecr(stack, "alice", "profile", "show", ref)
         assert shown.returncode == 0 and "W0S1" in shown.stdout, shown.stderr
-    trail = ecr(stack, "admin", "stage", "list", f"{stack.host}/alice/drill-a", "--server", stack.url)
+    trail = ecr(stack, "admin", "stage", "list", "--json", f"{stack.host}/alice/drill-a", "--server", stack.url)
     assert trail.returncode == 0 and any(e.get("stage") == "approved" for e in json.loads(trail.stdout))
     hidden = ecr(stack, "eve", "pull", "--quiet", "-o", str(tmp_path / "eve"), f"{stack.host}/alice/drill-b:2.0.0")
     assert hidden.returncode != 0  # still protected

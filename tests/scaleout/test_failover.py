@@ -114,7 +114,7 @@ def test_kill_a_gateway_and_a_registry_during_pushes_and_pulls(stack: ScaleOut, 
     for tag, digest in series.pushed.items():
         assert client.get_manifest(REPO, tag).digest == digest
         assert missing_parts(client, REPO, digest) == [], f"{tag} is incomplete"
-    trail = ecr(stack, "admin", "stage", "list", f"{stack.host}/{REPO}", "--server", stack.url)
+    trail = ecr(stack, "admin", "stage", "list", "--json", f"{stack.host}/{REPO}", "--server", stack.url)
     assert trail.returncode == 0, trail.stderr
     approvals = {e["digest"] for e in json.loads(trail.stdout) if e.get("stage") == "approved"}
     assert approvals == set(series.pushed.values())  # no approval of anything that is not there

@@ -186,7 +186,9 @@ def test_owner_changes_visibility_and_grants_through_the_forms(site: Site, brows
     assert "eve: read" in browser.find_element(By.ID, "manage").text
     eve = requests.get(f"{site.url}/api/v1/bundles/alice/flip", auth=("eve", password_of("eve", site.gw)), timeout=30)
     assert eve.status_code == 200
-    browser.find_element(By.CSS_SELECTOR, "#manage li form button").click()
+    # eve's own revoke button (other tests may have left other grants listed, in any order)
+    browser.find_element(By.XPATH, "//*[@id='manage']//li[contains(normalize-space(.), 'eve: read')]//form//button"
+                         ).click()
     WebDriverWait(browser, 30).until(ec.url_contains("done=grant"))
     assert "eve: read" not in browser.find_element(By.ID, "manage").text
     audit = [json.loads(line) for line in (site.gw.data_dir / "audit.log").read_text().splitlines()]
@@ -344,8 +346,9 @@ def test_admin_records_stages_through_the_form(site: Site, browser: Driver) -> N
     timeline = browser.find_element(By.ID, "lifecycle").text
     assert "approved for web-dep by admin" in timeline
     assert "Approved by this ECR for web-dep" in browser.find_element(By.ID, "trust").text  # countersigned
-    events = requests.get(f"{site.url}/api/v1/repositories/alice/flip/stages", timeout=30).json()["events"]
-    assert [(e["stage"], e["deployment"], e["actor"]) for e in events] == [("approved", "web-dep", "admin")]
+    events = requests.get(f"{site.url}/api/v1/repositories/alice/flip/stages", timeout=30,
+                          auth=("admin", password_of("admin", site.gw))).json()["events"]
+    assert ("approved", "web-dep", "admin") in [(e["stage"], e["deployment"], e["actor"]) for e in events]
     audit = [json.loads(line) for line in (site.gw.data_dir / "audit.log").read_text().splitlines()]
     assert any(e["event"] == "stage.set" and e["decision"] == "deny" and e["actor"] == "alice" for e in audit)
     assert any(e["event"] == "stage.countersign" and e["repository"] == "alice/flip" for e in audit)
