@@ -256,6 +256,24 @@ def tags_of(gw: GatewayProcess, repo: str) -> list[str]:
     return list(resp.json().get("tags") or []) if resp.status_code == 200 else []
 
 
+def file_over(root: Path, pattern: str, size: int) -> bool:
+    """Whether a file under ``root`` matching ``pattern`` is larger than ``size`` bytes.
+
+    The registry and the client create, rename and remove these files while we look:
+    one that vanishes mid-walk simply does not count.
+    """
+    try:
+        for path in root.rglob(pattern):
+            try:
+                if path.is_file() and path.stat().st_size > size:
+                    return True
+            except FileNotFoundError:
+                continue
+    except FileNotFoundError:
+        return False
+    return False
+
+
 def test_registry_killed_during_push_and_during_pull(fault_gw: GatewayProcess, tiny_layout: Path,
                                                      tmp_path: Path) -> None:
     gw = fault_gw
@@ -265,7 +283,7 @@ def test_registry_killed_during_push_and_during_pull(fault_gw: GatewayProcess, t
     uploads = gw.data_dir / "registry" / "storage" / "docker" / "registry" / "v2" / "repositories" / "alice"
 
     def upload_in_progress() -> bool:
-        return any(p.name == "data" and p.stat().st_size > (8 << 20) for p in uploads.rglob("_uploads/*/data"))
+        return file_over(uploads, "_uploads/*/data", 8 << 20)
 
     push = ecr_background(gw, "alice", "push", "--quiet", str(root), ref)
     killed = kill_registry_when(gw, upload_in_progress, push)
@@ -282,7 +300,7 @@ def test_registry_killed_during_push_and_during_pull(fault_gw: GatewayProcess, t
 
     out = tmp_path / "out"
     pull = ecr_background(gw, "bob", "pull", ref, "-o", str(out))
-    killed = kill_registry_when(gw, lambda: any(p.stat().st_size > (8 << 20) for p in out.rglob("*") if p.is_file()),
+    killed = kill_registry_when(gw, lambda: file_over(out, "*", 8 << 20),
                                 pull)
     _, pull_err = pull.communicate(timeout=300)
     no_traceback(pull_err)
