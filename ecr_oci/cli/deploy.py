@@ -14,7 +14,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -134,6 +134,22 @@ def k8s(
     _emit(spec.render(document, header=spec.kubernetes_header(target, node)), output)
 
 
+def _local_pod(reference: str, platform: str | None, node: str | None, fetcher_image: str | None,
+               metrics_port: int, env: list[str] | None, plain_http: bool | None, insecure: bool,
+               username: str | None, password_stdin: bool) -> tuple[Any, dict[str, Any]]:
+    """The Pod document for this machine (a Virtual Waggle), shared by ``podman`` and ``docker``."""
+    _checked_node(node)
+    from ecr_oci.cli.bundle import host_platform
+
+    ref, client = connect(reference, plain_http=plain_http, insecure=insecure, username=username,
+                          password_stdin=password_stdin)
+    target = _target(client, ref, Platform.parse(platform or host_platform()))
+    document = spec.pod(target, fetcher_image=_fetcher(client, ref, fetcher_image), node=node,
+                        metrics_port=metrics_port, kubernetes=False)
+    _add_env(document, env)
+    return target, document
+
+
 @app.command("podman")
 @handle_errors
 def podman(
@@ -150,15 +166,8 @@ def podman(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Print a Pod for `podman kube play` that runs a bundle on this machine (a Virtual Waggle)."""
-    _checked_node(node)
-    from ecr_oci.cli.bundle import host_platform
-
-    ref, client = connect(reference, plain_http=plain_http, insecure=insecure, username=username,
-                          password_stdin=password_stdin)
-    target = _target(client, ref, Platform.parse(platform or host_platform()))
-    document = spec.pod(target, fetcher_image=_fetcher(client, ref, fetcher_image), node=node,
-                        metrics_port=metrics_port, kubernetes=False)
-    _add_env(document, env)
+    target, document = _local_pod(reference, platform, node, fetcher_image, metrics_port, env,
+                                  plain_http, insecure, username, password_stdin)
     _emit(spec.render(document, header=spec.podman_header(target, node)), output)
 
 
@@ -179,15 +188,8 @@ def docker(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Print a shell script of docker commands that runs a bundle like the Pod does (docker has no Pods)."""
-    _checked_node(node)
-    from ecr_oci.cli.bundle import host_platform
-
-    ref, client = connect(reference, plain_http=plain_http, insecure=insecure, username=username,
-                          password_stdin=password_stdin)
-    target = _target(client, ref, Platform.parse(platform or host_platform()))
-    document = spec.pod(target, fetcher_image=_fetcher(client, ref, fetcher_image), node=node,
-                        metrics_port=metrics_port, kubernetes=False)
-    _add_env(document, env)
+    target, document = _local_pod(reference, platform, node, fetcher_image, metrics_port, env,
+                                  plain_http, insecure, username, password_stdin)
     _emit(spec.docker_script(document, target, network=network), output)
 
 
