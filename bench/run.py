@@ -618,10 +618,14 @@ def bench_push(tool: str, endpoint: Endpoint, ctx: Context, repo: str, rnd: int)
     work = ctx.work
     ref = f"{endpoint.host}/{repo}"
     if is_ecr(tool):
+        # A new file each time, as for the other tools: an empty ecr cache (no stat cache
+        # entry for the model, no remembered blob locations or sessions) per push.
+        cache = ctx.scratch / f"ecr-cache-{tool}"
+        shutil.rmtree(cache, ignore_errors=True)
         timing = ctx.procs.run(
             ctx.ecr(tool, "push", "--quiet", *endpoint.ecr_args(), str(work.ecr_bundle), f"{ref}:{ECR_VERSION}",
                     label=f"push-r{rnd}"),
-            "ecr push", endpoint.env())
+            "ecr push", {**endpoint.env(), "ECR_CACHE_DIR": str(cache)})
         if " 0 mounted, 0 already present" not in timing.output:
             raise RuntimeError(f"ecr push reused blobs, the timing is not an upload:\n{timing.output}")
     elif tool == "skopeo":

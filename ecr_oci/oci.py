@@ -39,15 +39,15 @@ def descriptor(
     return out
 
 
-def file_reader(path: Path, offset: int = 0, size: int | None = None) -> Reader:
+def file_reader(path: Path, offset: int = 0, size: int | None = None, *, chunk: int = CHUNK) -> Reader:
     """A reader over ``size`` bytes of ``path`` starting at ``offset`` (a tar member, say)."""
 
     def read(start: int) -> Iterator[bytes]:
         remaining = None if size is None else size - start
-        with path.open("rb") as fh:
+        with path.open("rb", buffering=0) as fh:
             fh.seek(offset + start)
             while remaining is None or remaining > 0:
-                data = fh.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                data = fh.read(chunk if remaining is None else min(chunk, remaining))
                 if not data:
                     return
                 if remaining is not None:

@@ -11,6 +11,7 @@ and skopeo never pick the model manifest as a runnable image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,6 +28,10 @@ from ecr_oci.oci import Blob, ManifestBlob, bytes_reader, canonical_json, descri
 from ecr_oci.sources import image_source
 
 UNKNOWN_PLATFORM = {"architecture": "unknown", "os": "unknown"}
+
+# How the build learns a file's (digest, size): the stat cache by default; a push passes
+# one that waits for the upload hashing the file (ecr_oci.transfer.push.UploadsAhead).
+DigestOf = Callable[[Path], tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,8 @@ class Bundle:
         return list(seen.values())
 
 
-def _file_blob(path: Path, media_type: str, title: str, role: str) -> Blob:
-    digest, size = sha256_file(path)
+def _file_blob(path: Path, media_type: str, title: str, role: str, digest_of: DigestOf = sha256_file) -> Blob:
+    digest, size = digest_of(path)
     return Blob(
         media_type=media_type,
         digest=digest,
@@ -88,10 +93,20 @@ def _expand(config: BundleConfig, key: str) -> list[Path]:
     return files
 
 
-def _model_layers(config: BundleConfig, scratch: Path) -> list[Blob]:
+def input_files(config: BundleConfig) -> list[Path]:
+    """The files of the bundle directory that become layers as they are (model files,
+    training data files, the icon); generated archives are not among them."""
+    files = _expand(config, "model")
+    files += [path for path in config.paths("training_data") if not path.is_dir()]
+    if icon := config.data.get("icon"):
+        files.append(config.root / icon)
+    return files
+
+
+def _model_layers(config: BundleConfig, scratch: Path, digest_of: DigestOf) -> list[Blob]:
     root = config.root
     layers = [
-        _file_blob(path, mt.MODEL_LAYER, path.relative_to(root).as_posix(), "model")
+        _file_blob(path, mt.MODEL_LAYER, path.relative_to(root).as_posix(), "model", digest_of)
         for path in _expand(config, "model")
     ]
     if source := config.data.get("source_archive"):
@@ -106,10 +121,10 @@ def _model_layers(config: BundleConfig, scratch: Path) -> list[Blob]:
             write_archive(path, archive, prefix=path.name)
             layers.append(_file_blob(archive, mt.DATA_LAYER_TAR_GZIP, data_archive_title(rel), "data"))
         else:
-            layers.append(_file_blob(path, mt.DATA_LAYER, rel, "data"))
+            layers.append(_file_blob(path, mt.DATA_LAYER, rel, "data", digest_of))
     if icon := config.data.get("icon"):
         media_type = check_icon(root / icon, icon)
-        blob = _file_blob(root / icon, media_type, PurePosixPath(icon).as_posix(), "icon")
+        blob = _file_blob(root / icon, media_type, PurePosixPath(icon).as_posix(), "icon", digest_of)
         # Harbor shows the first layer carrying this key as the artifact's icon; the
         # value is not read (an empty string, as in Harbor's own examples).
         blob.annotations[mt.HARBOR_ICON] = ""
@@ -132,15 +147,17 @@ def model_config_document(config: BundleConfig) -> dict[str, Any]:
     return document
 
 
-def build_bundle(config: BundleConfig, scratch: Path) -> Bundle:
+def build_bundle(config: BundleConfig, scratch: Path, digest_of: DigestOf | None = None) -> Bundle:
     """Assemble a bundle from validated metadata, reading every source once.
 
-    Nothing is sent anywhere: a bundle that builds is complete, so a push never
-    starts with inputs that would fail half-way.
+    The build itself sends nothing: a bundle that builds is complete, so no tag is
+    written for inputs that would fail half-way.
 
     Args:
         config: the loaded ecr.yaml.
         scratch: a directory for generated archives (kept until the push ends).
+        digest_of: gives each input file's (digest, size); by default the stat cache
+            (``FileDigests``), which reads only files it has not seen unchanged.
 
     Raises:
         SourceError: an image source cannot be read or has the wrong platform.
@@ -159,7 +176,14 @@ def build_bundle(config: BundleConfig, scratch: Path) -> Bundle:
                 platform=entry.platform.to_oci(),
             )
         )
-    layers = _model_layers(config, scratch)
+    if digest_of is None:
+        from ecr_oci.transfer.state import FileDigests
+
+        remembered = FileDigests()
+        layers = _model_layers(config, scratch, remembered.digest_of)
+        remembered.save()
+    else:
+        layers = _model_layers(config, scratch, digest_of)
     model = None
     if layers:
         config_bytes = canonical_json(model_config_document(config))

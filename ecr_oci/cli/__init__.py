@@ -19,9 +19,20 @@ def run() -> None:
     if sys.argv[1:] == ["--version"]:
         print(__version__)
         return
-    from ecr_oci.cli.main import app_for
+    if sys.argv[1:2] != ["push"]:
+        from ecr_oci.cli.main import app_for
 
-    app_for(sys.argv[1:])()
+        app_for(sys.argv[1:])()
+        return
+    from ecr_oci.cli import early
+
+    early.start(sys.argv[2:])  # a new model starts going up while the rest loads
+    try:
+        from ecr_oci.cli.main import app_for
+
+        app_for(sys.argv[1:])()
+    finally:
+        early.abandon()
 
 
 def __getattr__(name: str) -> Any:

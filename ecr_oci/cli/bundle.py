@@ -83,21 +83,35 @@ def push(
     uploaded in resumable chunks. The version tag is written last. With --key the
     bundle is signed and its provenance (in-toto/SLSA v1, DSSE) attached as a referrer.
     """
-    from ecr_oci.bundle.model import build_bundle
+    from ecr_oci.bundle.model import build_bundle, input_files
+    from ecr_oci.cli import early
     from ecr_oci.transfer.progress import TransferProgress
-    from ecr_oci.transfer.push import push_bundle
+    from ecr_oci.transfer.push import UploadsAhead, push_bundle
 
     config = load_config(path)
     target = parse_reference(reference, default_tag=None)
     if target.digest:
         raise typer.BadParameter("push to a tag, not a digest", param_hint="REFERENCE")
     signing_key = _load_signing_key(key) if key else None  # a wrong password fails before any upload
-    client = make_client(target.registry, plain_http=plain_http, insecure=insecure,
-                         username=username, password_stdin=password_stdin)
-    with tempfile.TemporaryDirectory(prefix="ecr-") as scratch:
-        bundle = build_bundle(config, Path(scratch))
-        report = push_bundle(bundle, client, target, progress=TransferProgress(not (quiet or as_json)),
-                             parallel=parallel)
+    # New large files go up while they are hashed, as the rest of the bundle is built
+    # (started before the command line was parsed when that was surely safe: cli/early.py);
+    # a build that fails stops them (nothing is tagged; the sessions resume next time).
+    ahead = early.claim(config.root, target.registry, target.repository, plain_http=plain_http,
+                        insecure=insecure, username=username, parallel=parallel)
+    if ahead:
+        client, progress = ahead.client, ahead.progress
+    else:
+        client = make_client(target.registry, plain_http=plain_http, insecure=insecure,
+                             username=username, password_stdin=password_stdin)
+        progress = TransferProgress(not (quiet or as_json))
+        ahead = UploadsAhead(client, target.repository, progress, parallel=parallel)
+    with tempfile.TemporaryDirectory(prefix="ecr-") as scratch, progress:
+        try:
+            ahead.start(input_files(config), config.root)
+            bundle = build_bundle(config, Path(scratch), ahead.digest_of)
+            report = push_bundle(bundle, client, target, progress=progress, parallel=parallel, ahead=ahead)
+        finally:
+            ahead.close()
         titles = {b.digest: b.annotations.get(mt.OCI_TITLE, "") for b in bundle.blobs()}
     if verbose:
         for digest, action in _blob_actions(report).items():

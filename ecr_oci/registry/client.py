@@ -7,6 +7,7 @@ referrers with the tag-schema fallback) is here, in one place.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import threading
@@ -420,9 +421,55 @@ class RegistryClient:
             RegistryError: the upload failed after retries.
             Interrupted: :attr:`cancelled` was set; the session is remembered.
         """
+        _, resumed_from = self._upload(repository, size, read_from, progress, sessions=sessions,
+                                       session_key=digest, digest=digest)
+        return resumed_from
+
+    def upload_hashing(
+        self,
+        repository: str,
+        size: int,
+        read_from: Callable[[int], Iterator[bytes]],
+        progress: Progress | None = None,
+        *,
+        sessions: UploadSessions | None = None,
+        session_key: str,
+    ) -> tuple[str, int]:
+        """Upload bytes whose digest is not known yet, hashing them as they are sent.
+
+        A new file is read once: the digest the upload is closed with is that of the
+        bytes the registry received (which checks it again). A resumed upload hashes
+        the part the registry already holds from ``read_from(0)`` without sending it.
+
+        Args:
+            session_key: what identifies these bytes in ``sessions`` (a file's identity:
+                there is no digest to key them by yet).
+
+        Returns:
+            (digest, the offset the upload resumed from).
+
+        Raises:
+            RegistryError, Interrupted: as :meth:`upload_blob`.
+        """
+        return self._upload(repository, size, read_from, progress, sessions=sessions,
+                            session_key=session_key, digest=None)
+
+    def _upload(
+        self,
+        repository: str,
+        size: int,
+        read_from: Callable[[int], Iterator[bytes]],
+        progress: Progress | None,
+        *,
+        sessions: UploadSessions | None,
+        session_key: str,
+        digest: str | None,
+    ) -> tuple[str, int]:
+        """The chunked upload behind :meth:`upload_blob` (``digest`` known) and
+        :meth:`upload_hashing` (``digest`` None: computed from the bytes sent)."""
         scopes = (self.scope(repository, "pull,push"),)
         location, offset = "", 0
-        saved = sessions.get(self.registry, repository, digest) if sessions else None
+        saved = sessions.get(self.registry, repository, session_key) if sessions else None
         if saved:
             try:
                 offset, location = self._upload_status(saved, scopes)
@@ -433,11 +480,14 @@ class RegistryClient:
         if not location:
             _, location = self._start_upload(repository)
         resumed_from = offset
+        hasher = _RunningHash(read_from) if digest is None else None
         failures = 0
         stream = _Reader(read_from(offset))
         while offset < size:
             if sessions:
-                sessions.put(self.registry, repository, digest, location)
+                sessions.put(self.registry, repository, session_key, location)
+            if hasher:
+                hasher.move_to(offset)
             end = min(offset + self.chunk_size, size)
             body = stream.take(end - offset)
             try:
@@ -449,7 +499,7 @@ class RegistryClient:
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"{offset}-{end - 1}",
                     },
-                    data=_counting(body, progress, self.cancelled),
+                    data=_counting(body, progress, self.cancelled, hasher),
                     ok=(202,),
                     retry_auth=False,
                 )
@@ -471,10 +521,14 @@ class RegistryClient:
                 # The body was ended cleanly at a chunk boundary, so the registry keeps
                 # what it got: remember the session for the next run.
                 if sessions:
-                    sessions.put(self.registry, repository, digest, location)
+                    sessions.put(self.registry, repository, session_key, location)
                 stored = _range_end(resp.headers.get("Range"))
-                raise Interrupted(f"upload of {digest} interrupted after {stored} of {size} bytes")
+                raise Interrupted(f"upload of {digest or session_key} interrupted after {stored} of {size} bytes")
             offset = end
+        if hasher:
+            hasher.move_to(size)
+            digest = hasher.digest()
+        assert digest is not None
         self.request(
             "PUT",
             location,
@@ -484,8 +538,8 @@ class RegistryClient:
             ok=(201,),
         )
         if sessions:
-            sessions.forget(self.registry, repository, digest)
-        return resumed_from
+            sessions.forget(self.registry, repository, session_key)
+        return digest, resumed_from
 
     def _upload_offset(self, location: str, scopes: tuple[str, ...]) -> int:
         """Bytes the registry holds of an upload session."""
@@ -616,14 +670,48 @@ class _Reader:
             yield chunk
 
 
-def _counting(body: Iterator[bytes], progress: Progress | None, cancelled: threading.Event) -> Iterator[bytes]:
+def _counting(body: Iterator[bytes], progress: Progress | None, cancelled: threading.Event,
+              hasher: _RunningHash | None = None) -> Iterator[bytes]:
     """The body of a PATCH; ends early (cleanly, so the registry keeps what it got) on cancel."""
     for chunk in body:
         if cancelled.is_set():
             return
+        if hasher:
+            hasher.update(chunk)
         if progress:
             progress(len(chunk))
         yield chunk
+
+
+class _RunningHash:
+    """The sha256 of an upload's bytes up to the offset being sent.
+
+    Fed each chunk as it is handed to the connection; when the registry's offset is
+    behind (a broken chunk) or ahead (a resumed session), :meth:`move_to` re-reads
+    the prefix from the source instead of sending it again.
+    """
+
+    def __init__(self, read_from: Callable[[int], Iterator[bytes]]) -> None:
+        self._read_from = read_from
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.offset += len(chunk)
+
+    def move_to(self, offset: int) -> None:
+        if offset == self.offset:
+            return
+        if offset < self.offset:
+            self._hash, self.offset = hashlib.sha256(), 0
+        for chunk in _Reader(self._read_from(self.offset)).take(offset - self.offset):
+            self.update(chunk)
+        if self.offset != offset:
+            raise RegistryError(f"the source ended at {self.offset} bytes, before the upload offset {offset}")
+
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
 
 
 def _range_end(header: str | None) -> int:

@@ -6,16 +6,12 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:  # rich loads only when bars may be shown (a quiet push starts sooner)
+    from rich.console import Console
+    from rich.progress import Progress
+
 
 # Below this a bar only flickers: small blobs are counted in the summary line instead.
 BAR_THRESHOLD = 4 << 20
@@ -29,9 +25,19 @@ class TransferProgress(AbstractContextManager["TransferProgress"]):
     """
 
     def __init__(self, enabled: bool = True) -> None:
-        console = Console(stderr=True)
         self._progress: Progress | None = None
-        if enabled and console.is_terminal:
+        if not enabled:
+            pass
+        elif (console := _stderr_console()).is_terminal:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description}", markup=False),  # file names are not markup
                 BarColumn(),
@@ -42,17 +48,20 @@ class TransferProgress(AbstractContextManager["TransferProgress"]):
                 transient=False,
             )
         self._lock = threading.Lock()
+        self._depth = 0  # entered by a command and again by the transfer it runs
         self.bytes = 0
 
     def __enter__(self) -> TransferProgress:
-        if self._progress:
+        self._depth += 1
+        if self._progress and self._depth == 1:
             self._progress.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._progress:
+        self._depth -= 1
+        if self._progress and self._depth == 0:
             self._progress.stop()
 
     def track(self, label: str, total: int) -> Callable[[int], None]:
@@ -69,3 +78,9 @@ class TransferProgress(AbstractContextManager["TransferProgress"]):
                 progress.advance(task, n)
 
         return advance
+
+
+def _stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)

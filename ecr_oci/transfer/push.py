@@ -1,23 +1,41 @@
 """Push a bundle to a registry: blobs first (skip, mount, resume or upload in parallel),
 then manifests by digest, and the index under its version tag last, so nothing is
-tagged before everything it references is stored."""
+tagged before everything it references is stored.
+
+Large files ecr has not seen unchanged before (a new model) are uploaded while they
+are hashed, before the bundle is assembled (:class:`UploadsAhead`): their digest is
+only known once their bytes are sent, and reading them once is what makes a push as
+fast as the registry takes bytes. Files it has seen unchanged (the stat cache,
+:class:`~ecr_oci.transfer.state.FileDigests`) are not read at all unless sent.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
 
 from ecr_oci.bundle.model import Bundle
 from ecr_oci.bundle.names import version_tag
 from ecr_oci.errors import RegistryError
-from ecr_oci.oci import Blob
+from ecr_oci.oci import Blob, file_reader
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
 from ecr_oci.transfer.progress import TransferProgress
-from ecr_oci.transfer.state import BlobLocations, UploadSessions
+from ecr_oci.transfer.state import BlobLocations, FileDigests, FileIdentity, UploadSessions
 
-__all__ = ["PushReport", "push_blob", "push_bundle", "run_cancellable", "version_tag"]
+__all__ = ["PushReport", "UploadsAhead", "push_blob", "push_bundle", "run_cancellable", "version_tag"]
+
+# Files at least this large that the stat cache does not know are sent while hashed;
+# smaller ones are hashed first (then skipped or mounted when the registry has them).
+UPLOAD_WHILE_HASHING = 8 << 20
+# Reads of 8 MiB: the GIL is taken a few times per read, hash and send, so a thread
+# importing or validating alongside (an early push, cli/early.py) slows them little.
+AHEAD_CHUNK = 8 << 20
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -58,6 +76,86 @@ def _mount_sources(client: RegistryClient, repository: str, blob: Blob,
     return sources[:3]
 
 
+@dataclass(frozen=True)
+class _Sent:
+    digest: str
+    size: int
+    resumed_from: int
+
+
+class UploadsAhead:
+    """Uploads of new large files, started before the bundle is built and hashed as sent.
+
+    :meth:`start` begins uploading every file at least ``UPLOAD_WHILE_HASHING`` bytes
+    whose unchanged identity the stat cache does not know; :meth:`digest_of` is the
+    build's ``digest_of``: it waits for such a file's upload, and hashes (or remembers)
+    the others. A file changed while it was sent is not remembered; the bundle then
+    describes exactly the bytes the registry received.
+
+    Args:
+        remember: keep the upload sessions (an interrupted push resumes) and the digests.
+    """
+
+    def __init__(self, client: RegistryClient, repository: str, progress: TransferProgress, *,
+                 parallel: int = 4, remember: bool = True) -> None:
+        self.client = client
+        self.repository = repository
+        self.progress = progress
+        self._sessions = UploadSessions() if remember else None
+        self.digests = FileDigests() if remember else None
+        self._pool = ThreadPoolExecutor(max_workers=parallel)
+        self._running: dict[str, Future[_Sent]] = {}
+
+    def start(self, paths: list[Path], root: Path) -> None:
+        """Start uploading those of ``paths`` (files below the bundle directory ``root``) that qualify."""
+        for path in paths:
+            identity = FileIdentity.of(path)
+            if identity.size < UPLOAD_WHILE_HASHING or identity.path in self._running:
+                continue
+            if self.digests and self.digests.lookup(identity):
+                continue  # known (or probably known, confirmed by hashing): skip or mount instead
+            label = f"push {path.relative_to(root).as_posix()}"
+            self._running[identity.path] = self._pool.submit(self._send, path, identity, label)
+
+    def _send(self, path: Path, identity: FileIdentity, label: str) -> _Sent:
+        seen_at = time.time_ns()
+        digest, resumed_from = self.client.upload_hashing(
+            self.repository, identity.size, file_reader(path, 0, identity.size, chunk=AHEAD_CHUNK),
+            self.progress.track(label, identity.size), sessions=self._sessions, session_key=identity.key())
+        if self.digests and FileIdentity.of(path) == identity:
+            self.digests.record(identity, digest, seen_at)
+        return _Sent(digest, identity.size, resumed_from)
+
+    def digest_of(self, path: Path) -> tuple[str, int]:
+        future = self._running.get(str(path.resolve()))
+        if future is None:
+            if self.digests is None:
+                from ecr_oci.digest import sha256_file
+
+                return sha256_file(path)
+            return self.digests.digest_of(path)
+        run_cancellable(self.client, [future], self._pool, shutdown=False)
+        sent = future.result()
+        return sent.digest, sent.size
+
+    def started(self) -> set[str]:
+        """Digests of the uploads that finished (every one the build waited for)."""
+        return {f.result().digest for f in self._running.values() if f.done() and not f.exception()}
+
+    def sent(self) -> dict[str, int]:
+        """Digests uploaded here (all started uploads, waited for), with the offset each resumed from."""
+        run_cancellable(self.client, list(self._running.values()), self._pool, shutdown=False)
+        return {f.result().digest: f.result().resumed_from for f in self._running.values()}
+
+    def close(self) -> None:
+        """Stop what is still running (the build failed or was interrupted); sessions stay."""
+        if any(not f.done() for f in self._running.values()):
+            self.client.cancelled.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.digests:
+            self.digests.save()
+
+
 def push_blob(client: RegistryClient, repository: str, blob: Blob, report: PushReport,
               progress: TransferProgress, *, sessions: UploadSessions | None = None,
               locations: BlobLocations | None = None) -> None:
@@ -82,12 +180,16 @@ def push_blob(client: RegistryClient, repository: str, blob: Blob, report: PushR
         report.add("resumed", blob.digest)
 
 
-def run_cancellable(client: RegistryClient, futures: list[Future[None]], pool: ThreadPoolExecutor) -> None:
+def run_cancellable(client: RegistryClient, futures: list[Future[_T]], pool: ThreadPoolExecutor, *,
+                    shutdown: bool = True) -> None:
     """Wait for transfers; on Ctrl-C (or any failure) stop the others within one chunk.
 
     The client's ``cancelled`` event makes every running upload end its request
     cleanly (the registry keeps what it got) and every download stop; queued ones
     never start. Then the first error is raised (KeyboardInterrupt for Ctrl-C).
+
+    Args:
+        shutdown: shut ``pool`` down once they are done (False: more work may follow).
     """
     try:
         for future in futures:
@@ -97,7 +199,8 @@ def run_cancellable(client: RegistryClient, futures: list[Future[None]], pool: T
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
-        pool.shutdown(wait=True)
+        if shutdown:
+            pool.shutdown(wait=True)
 
 
 def push_bundle(
@@ -108,6 +211,7 @@ def push_bundle(
     progress: TransferProgress | None = None,
     parallel: int = 4,
     remember: bool = True,
+    ahead: UploadsAhead | None = None,
 ) -> PushReport:
     """Push every part of ``bundle`` and tag its index.
 
@@ -116,6 +220,7 @@ def push_bundle(
         parallel: blobs transferred at once.
         remember: keep upload sessions and blob locations in the cache directory
             (interrupted pushes resume; other repositories' blobs are mounted).
+        ahead: the uploads started before the build (their blobs count as uploaded).
 
     Raises:
         RegistryError: the registry refused something; no tag then points at a
@@ -128,11 +233,16 @@ def push_bundle(
     sessions = UploadSessions() if remember else None
     locations = BlobLocations() if remember else None
     blobs = bundle.blobs()
+    started = ahead.started() if ahead else set()
     with progress:
         pool = ThreadPoolExecutor(max_workers=parallel)
         futures = [pool.submit(push_blob, client, target.repository, b, report, progress,
-                               sessions=sessions, locations=locations) for b in blobs]
+                               sessions=sessions, locations=locations) for b in blobs if b.digest not in started]
         run_cancellable(client, futures, pool)
+    for digest, resumed_from in (ahead.sent() if ahead else {}).items():
+        report.add("uploaded", digest)
+        if resumed_from:
+            report.add("resumed", digest)
     report.bytes_uploaded = progress.bytes
     for manifest in bundle.manifests:
         client.put_manifest(target.repository, manifest.digest, manifest.data, manifest.media_type)

@@ -1,0 +1,159 @@
+"""A model is read once: a new large file is hashed while it is uploaded, an unchanged one
+is not read again (the stat cache), a pull writes and verifies in one pass.
+
+The oracle is the kernel's count of bytes a process read (``rchar`` in /proc/PID/io:
+files, sockets and pipes alike), taken from inside the real ``ecr`` process at exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import BASE_METADATA, write_bundle
+from tests.support import Registry
+
+MIB = 1 << 20
+SIZE = 48 * MIB  # over the 8 MiB from which a new file is sent while hashed
+
+# `ecr ARGS` in this process, then the bytes it read (rchar) on stderr as the last line.
+_MEASURED = """
+import atexit, sys
+def _report():
+    for line in open("/proc/self/io"):
+        if line.startswith("rchar:"):
+            sys.stderr.write("\\nRCHAR " + line.split()[1] + "\\n")
+atexit.register(_report)
+sys.argv = ["ecr", *sys.argv[1:]]
+from ecr_oci.cli import run
+run()
+"""
+
+
+def ecr_measured(*args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run the real `ecr` CLI as its own process; returns it and the bytes it read."""
+    proc = subprocess.run([sys.executable, "-c", _MEASURED, *args], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    found = re.findall(r"^RCHAR (\d+)$", proc.stderr, re.M)
+    assert found, proc.stderr
+    return proc, int(found[-1])
+
+
+def _baseline(registry: Registry, tmp_path: Path, tiny_layout: Path, *args: str) -> int:
+    """What the same command reads for a bundle with a 4 KiB model (interpreter, modules, images...)."""
+    root = write_bundle(tmp_path / "baseline", tiny_layout, dict(BASE_METADATA, name="baseline"))
+    ref = f"{registry.host}/baseline/{len(args)}:1"
+    proc, read = ecr_measured("push", str(root), ref)
+    assert proc.returncode == 0, proc.stderr
+    if args:  # a pull of it
+        proc, read = ecr_measured(*args, ref, "-o", str(tmp_path / "baseline-out"))
+        assert proc.returncode == 0, proc.stderr
+    return read
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _model_digest(registry: Registry, ref_repo: str, tag: str) -> str:
+    """The digest the registry's model manifest names for model/weights.bin."""
+    accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
+    index = requests.get(f"{registry.url}/v2/{ref_repo}/manifests/{tag}", headers={"Accept": accept}, timeout=30).json()
+    model = next(m for m in index["manifests"] if m["platform"]["os"] == "unknown")
+    body = requests.get(f"{registry.url}/v2/{ref_repo}/manifests/{model['digest']}", headers={"Accept": accept},
+                        timeout=30).json()
+    return next(layer["digest"] for layer in body["layers"]
+                if layer["annotations"]["org.opencontainers.image.title"] == "model/weights.bin")
+
+
+def test_a_new_model_is_read_once_and_an_unchanged_one_not_at_all(registry: Registry, tmp_path: Path,
+                                                                   tiny_layout: Path) -> None:
+    weights = os.urandom(SIZE)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="once"), weights=weights)
+    overhead = _baseline(registry, tmp_path, tiny_layout)
+
+    first, read = ecr_measured("push", "--verbose", str(root), f"{registry.host}/once/a:1")
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"uploaded\s+" + _sha256(weights) + " model/weights.bin", first.stderr), first.stderr
+    # hashed while sent: one pass over the file (two passes would be 2 x 48 MiB)
+    assert read - overhead < 1.25 * SIZE, (read, overhead)
+    assert _model_digest(registry, "once/a", "1") == _sha256(weights)
+
+    # The stat cache settles only an entry whose file is older than its timestamp tick
+    # margin (2 s): a file changed within one tick of being hashed could look unchanged.
+    time.sleep(2.1)
+    second, read = ecr_measured("push", "--verbose", str(root), f"{registry.host}/once/a:2")
+    assert second.returncode == 0, second.stderr  # this push re-hashes the racy entry and settles it
+    third, read = ecr_measured("push", "--verbose", str(root), f"{registry.host}/once/b:1")
+    assert third.returncode == 0, third.stderr
+    assert read - overhead < 0.25 * SIZE, (read, overhead)  # not read at all
+    # known digest: mounted from the first repository instead of sent
+    assert re.search(r"mounted from once/a\s+" + _sha256(weights), third.stderr), third.stderr
+
+
+def test_a_changed_file_is_read_again_even_with_size_and_mtime_kept(registry: Registry, tmp_path: Path,
+                                                                     tiny_layout: Path) -> None:
+    """What tar and rsync -t do: new content, same size, the old mtime put back. ctime
+    still moves, so the stat cache does not answer with the old digest."""
+    weights = os.urandom(SIZE)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="changed"), weights=weights)
+    model = root / "model" / "weights.bin"
+    old = os.stat(model)
+    os.utime(model, ns=(old.st_atime_ns, old.st_mtime_ns - 10_000_000_000))  # settled once hashed
+    time.sleep(2.1)
+    assert subprocess.run(["ecr", "push", str(root), f"{registry.host}/changed/a:1"],
+                          capture_output=True, timeout=300).returncode == 0
+    before = os.stat(model)
+    changed = os.urandom(SIZE)
+    with model.open("r+b") as fh:
+        fh.write(changed)
+    os.utime(model, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(model)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    proc, _ = ecr_measured("push", str(root), f"{registry.host}/changed/a:2")
+    assert proc.returncode == 0, proc.stderr
+    assert _model_digest(registry, "changed/a", "2") == _sha256(changed)
+
+
+def test_an_invalid_bundle_stops_what_was_started_and_tags_nothing(registry: Registry, tmp_path: Path,
+                                                                    tiny_layout: Path) -> None:
+    """The upload of a new model starts before ecr.yaml is validated (cli/early.py); a
+    refused ecr.yaml stops it at once (no waiting for the whole file), nothing is tagged,
+    and the registry keeps the part it got for the next push to resume."""
+    meta = {k: v for k, v in BASE_METADATA.items() if k != "description"}
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(meta, name="invalid"))
+    with (root / "model" / "weights.bin").open("wb") as fh:
+        fh.truncate(1 << 30)  # 1 GiB (sparse): a full upload would take seconds
+    start = time.monotonic()
+    proc = subprocess.run(["ecr", "push", str(root), f"{registry.host}/invalid/a:1"], capture_output=True,
+                          text=True, timeout=300)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "error: ecr.yaml: description: required field is missing", \
+        proc.stderr
+    assert elapsed < 2.5, elapsed
+    tags = requests.get(f"{registry.url}/v2/invalid/a/tags/list", timeout=30)
+    assert tags.status_code == 404 or not tags.json().get("tags"), tags.text
+    uploads = registry.storage / "docker" / "registry" / "v2" / "repositories" / "invalid" / "a" / "_uploads"
+    assert uploads.is_dir() and any(uploads.iterdir()), "the early upload never started"
+
+
+def test_a_pull_reads_the_model_once(registry: Registry, tmp_path: Path, tiny_layout: Path) -> None:
+    """Downloaded bytes are hashed as they are written: the socket is read, the file is not."""
+    weights = os.urandom(SIZE)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="pulled"), weights=weights)
+    assert subprocess.run(["ecr", "push", str(root), f"{registry.host}/pulled/a:1"],
+                          capture_output=True, timeout=300).returncode == 0
+    overhead = _baseline(registry, tmp_path, tiny_layout, "pull", "--model-only")
+    out = tmp_path / "out"
+    proc, read = ecr_measured("pull", "--model-only", f"{registry.host}/pulled/a:1", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model" / "weights.bin").read_bytes() == weights
+    assert read - overhead < 1.25 * SIZE, (read, overhead)  # the socket once; the file never
