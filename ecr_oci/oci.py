@@ -39,22 +39,33 @@ def descriptor(
     return out
 
 
-def file_reader(path: Path, offset: int = 0, size: int | None = None, *, chunk: int = CHUNK) -> Reader:
-    """A reader over ``size`` bytes of ``path`` starting at ``offset`` (a tar member, say)."""
+@dataclass(frozen=True)
+class FileRange:
+    """A reader over ``size`` bytes of ``path`` from ``offset`` (a whole file, or a tar
+    member); the registry client sends such a range straight from the file when it can
+    (``ecr_oci.registry.filesend``)."""
 
-    def read(start: int) -> Iterator[bytes]:
-        remaining = None if size is None else size - start
-        with path.open("rb", buffering=0) as fh:
-            fh.seek(offset + start)
+    path: Path
+    offset: int = 0
+    size: int | None = None
+    chunk: int = CHUNK
+
+    def __call__(self, start: int) -> Iterator[bytes]:
+        remaining = None if self.size is None else self.size - start
+        with self.path.open("rb", buffering=0) as fh:
+            fh.seek(self.offset + start)
             while remaining is None or remaining > 0:
-                data = fh.read(chunk if remaining is None else min(chunk, remaining))
+                data = fh.read(self.chunk if remaining is None else min(self.chunk, remaining))
                 if not data:
                     return
                 if remaining is not None:
                     remaining -= len(data)
                 yield data
 
-    return read
+
+def file_reader(path: Path, offset: int = 0, size: int | None = None, *, chunk: int = CHUNK) -> Reader:
+    """A reader over ``size`` bytes of ``path`` starting at ``offset`` (a tar member, say)."""
+    return FileRange(path, offset, size, chunk)
 
 
 def bytes_reader(data: bytes) -> Reader:

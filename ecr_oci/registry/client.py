@@ -8,10 +8,12 @@ referrers with the tag-schema fallback) is here, in one place.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import ipaddress
 import json
+import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ from ecr_oci.errors import (
     NotFoundError,
     RegistryError,
 )
+from ecr_oci.oci import FileRange
+from ecr_oci.registry import filesend
 from ecr_oci.registry.auth import Credentials, TokenAuth, lookup_credentials
 from ecr_oci.transfer.state import UploadSessions
 
@@ -72,12 +76,19 @@ def is_loopback(registry: str) -> bool:
 
 def _error_text(resp: requests.Response) -> tuple[str, str | None]:
     """The OCI error JSON as one line, and its first error code."""
+    return _error_text_of(resp.status_code, resp.reason, resp.content)
+
+
+def _error_text_of(status: int, reason: str, body: bytes) -> tuple[str, str | None]:
     try:
-        errors = resp.json().get("errors") or []
+        document = json.loads(body)
+        errors = (document.get("errors") if isinstance(document, dict) else None) or []
     except ValueError:
         errors = []
+    if not isinstance(errors, list) or not all(isinstance(e, dict) for e in errors):
+        errors = []
     if not errors:
-        return f"HTTP {resp.status_code} {resp.reason}", None
+        return f"HTTP {status} {reason}", None
     first = errors[0]
     parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors]
     return "; ".join(parts), first.get("code")
@@ -481,6 +492,30 @@ class RegistryClient:
             _, location = self._start_upload(repository)
         resumed_from = offset
         hasher = _RunningHash(read_from) if digest is None else None
+        try:
+            return self._send_chunks(repository, size, read_from, progress, sessions=sessions,
+                                     session_key=session_key, digest=digest, location=location, offset=offset,
+                                     hasher=hasher), resumed_from
+        finally:
+            if hasher:
+                hasher.close()
+
+    def _send_chunks(
+        self,
+        repository: str,
+        size: int,
+        read_from: Callable[[int], Iterator[bytes]],
+        progress: Progress | None,
+        *,
+        sessions: UploadSessions | None,
+        session_key: str,
+        digest: str | None,
+        location: str,
+        offset: int,
+        hasher: _RunningHash | None,
+    ) -> str:
+        """PATCH from ``offset`` to the end, then close the upload; returns the digest."""
+        scopes = (self.scope(repository, "pull,push"),)
         failures = 0
         stream = _Reader(read_from(offset))
         while offset < size:
@@ -489,20 +524,14 @@ class RegistryClient:
             if hasher:
                 hasher.move_to(offset)
             end = min(offset + self.chunk_size, size)
-            body = stream.take(end - offset)
+            headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"}
             try:
-                resp = self.request(
-                    "PATCH",
-                    location,
-                    scopes=scopes,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{end - 1}",
-                    },
-                    data=_counting(body, progress, self.cancelled, hasher),
-                    ok=(202,),
-                    retry_auth=False,
-                )
+                if isinstance(read_from, FileRange) and filesend.can_send_directly(location):
+                    answer = self._patch_from_file(location, scopes, headers, read_from, offset, end, progress, hasher)
+                else:
+                    answer = self.request("PATCH", location, scopes=scopes, headers=headers, ok=(202,),
+                                          retry_auth=False, data=_counting(stream.take(end - offset), progress,
+                                                                           self.cancelled, hasher)).headers
             except RegistryError:
                 failures += 1
                 if failures >= RETRIES or self.cancelled.is_set():
@@ -516,13 +545,13 @@ class RegistryClient:
                     offset = 0
                 stream = _Reader(read_from(offset))
                 continue
-            location = urljoin(self.base_url, resp.headers.get("Location", location))
+            location = urljoin(self.base_url, answer.get("Location", location))
             if self.cancelled.is_set():
                 # The body was ended cleanly at a chunk boundary, so the registry keeps
                 # what it got: remember the session for the next run.
                 if sessions:
                     sessions.put(self.registry, repository, session_key, location)
-                stored = _range_end(resp.headers.get("Range"))
+                stored = _range_end(answer.get("Range"))
                 raise Interrupted(f"upload of {digest or session_key} interrupted after {stored} of {size} bytes")
             offset = end
         if hasher:
@@ -539,7 +568,25 @@ class RegistryClient:
         )
         if sessions:
             sessions.forget(self.registry, repository, session_key)
-        return digest, resumed_from
+        return digest
+
+    def _patch_from_file(self, location: str, scopes: tuple[str, ...], headers: dict[str, str], source: FileRange,
+                         start: int, end: int, progress: Progress | None,
+                         hasher: _RunningHash | None) -> Mapping[str, str]:
+        """One PATCH with the bytes sent from the file by the kernel (``filesend``);
+        the answer's headers. Failures raise as :meth:`request` does."""
+        sent = {**headers, "User-Agent": str(self.session.headers["User-Agent"]), **self.auth.header_for(scopes)}
+        try:
+            answer = filesend.patch_from_file(location, sent, source, start, end, cancelled=self.cancelled,
+                                              progress=progress, hash_update=hasher.update if hasher else None)
+        except (OSError, http.client.HTTPException) as exc:
+            raise RegistryError(f"cannot reach registry {self.registry}: {exc.__class__.__name__}") from exc
+        if answer.status == 202:
+            return answer.headers
+        text, code = _error_text_of(answer.status, answer.reason, answer.body)
+        if answer.status in (401, 403):
+            raise AuthError(self._denied(scopes, text), status=answer.status, code=code)
+        raise RegistryError(f"PATCH {location.replace(self.base_url, '')}: {text}", status=answer.status, code=code)
 
     def _upload_offset(self, location: str, scopes: tuple[str, ...]) -> int:
         """Bytes the registry holds of an upload session."""
@@ -686,31 +733,52 @@ def _counting(body: Iterator[bytes], progress: Progress | None, cancelled: threa
 class _RunningHash:
     """The sha256 of an upload's bytes up to the offset being sent.
 
-    Fed each chunk as it is handed to the connection; when the registry's offset is
-    behind (a broken chunk) or ahead (a resumed session), :meth:`move_to` re-reads
-    the prefix from the source instead of sending it again.
+    Fed each chunk as it is handed to the connection, and hashed in a thread of its own
+    (hashlib releases the GIL), so the connection is not left idle while a chunk is
+    hashed: the registry, hashing too, is what bounds a local upload. When the
+    registry's offset is behind (a broken chunk) or ahead (a resumed session),
+    :meth:`move_to` re-reads the prefix from the source instead of sending it again.
     """
 
     def __init__(self, read_from: Callable[[int], Iterator[bytes]]) -> None:
         self._read_from = read_from
         self._hash = hashlib.sha256()
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)  # bounds memory to a few chunks
+        self._worker: threading.Thread | None = None
         self.offset = 0
 
     def update(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._hash_chunks, name="ecr-upload-hash", daemon=True)
+            self._worker.start()
+        self._chunks.put(chunk)
         self.offset += len(chunk)
+
+    def _hash_chunks(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._hash.update(chunk)
+
+    def close(self) -> None:
+        """Wait until every chunk handed over is hashed (and the thread has ended)."""
+        if self._worker is not None:
+            self._chunks.put(None)
+            self._worker.join()
+            self._worker = None
 
     def move_to(self, offset: int) -> None:
         if offset == self.offset:
             return
+        self.close()
         if offset < self.offset:
             self._hash, self.offset = hashlib.sha256(), 0
         for chunk in _Reader(self._read_from(self.offset)).take(offset - self.offset):
-            self.update(chunk)
+            self._hash.update(chunk)
+            self.offset += len(chunk)
         if self.offset != offset:
             raise RegistryError(f"the source ended at {self.offset} bytes, before the upload offset {offset}")
 
     def digest(self) -> str:
+        self.close()
         return "sha256:" + self._hash.hexdigest()
 
 

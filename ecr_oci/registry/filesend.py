@@ -1,0 +1,103 @@
+"""A file's bytes as the body of an upload PATCH, without copying them through Python.
+
+requests (urllib3) frames each piece of a chunked body by concatenating it with its
+size line, after the piece was read into memory: two copies of every byte in the
+process, about 0.45 s of CPU per 512 MiB here, which a 2-core machine running the
+registry beside ecr pays in wall time. Over plain http the framing is written apart:
+a piece whose digest is known goes from the page cache to the socket with
+sendfile(2) (0.03 s of CPU for 512 MiB); a piece being hashed is read once, hashed
+(in the upload's hashing thread) and sent from that same buffer, so the bytes hashed
+are exactly the bytes sent.
+
+Used for plain-http registries without a proxy (a local registry, one in the cluster);
+https and proxies keep requests, which knows both.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+from ecr_oci.oci import FileRange
+
+PIECE = 8 << 20  # bytes per sendfile call: the granularity of progress and of Ctrl-C
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def can_send_directly(url: str) -> bool:
+    """Plain http, no proxy configured for ``url``, and a system with sendfile."""
+    if urlsplit(url).scheme != "http" or not hasattr(os, "sendfile"):
+        return False
+    return not requests.utils.get_environ_proxies(url)
+
+
+def patch_from_file(
+    url: str,
+    headers: Mapping[str, str],
+    source: FileRange,
+    start: int,
+    end: int,
+    *,
+    cancelled: threading.Event,
+    progress: Callable[[int], None] | None,
+    hash_update: Callable[[bytes], None] | None,
+    timeout: float = 300,
+) -> Answer:
+    """PATCH bytes ``start``..``end`` of ``source`` to ``url`` as a chunked body.
+
+    On ``cancelled`` the body ends cleanly at a piece boundary, so the registry keeps
+    what it got (as the requests path does).
+
+    Raises:
+        OSError, http.client.HTTPException: the connection failed (the caller asks the
+            registry where the upload stands, as after any broken chunk).
+    """
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
+    try:
+        conn.putrequest("PATCH", parts.path + (f"?{parts.query}" if parts.query else ""),
+                        skip_accept_encoding=True)
+        for name, value in {**headers, "Transfer-Encoding": "chunked"}.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        sock = conn.sock
+        assert isinstance(sock, socket.socket)
+        with source.path.open("rb", buffering=0) as fh:
+            fd = fh.fileno()
+            position = start
+            while position < end and not cancelled.is_set():
+                count = min(PIECE, end - position)
+                at = source.offset + position
+                sock.sendall(b"%x\r\n" % count)
+                if hash_update:
+                    # One read: the bytes hashed are the bytes sent.
+                    piece = os.pread(fd, count, at)
+                    if len(piece) != count:
+                        raise OSError(f"{source.path} ended before byte {position + count}")
+                    hash_update(piece)
+                    sock.sendall(piece)
+                elif sock.sendfile(fh, at, count) != count:  # sendfile(2), waiting as the socket's timeout says
+                    raise OSError(f"{source.path} ended before byte {position + count}")
+                sock.sendall(b"\r\n")
+                if progress:
+                    progress(count)
+                position += count
+        sock.sendall(b"0\r\n\r\n")
+        resp = conn.getresponse()
+        return Answer(resp.status, resp.reason, dict(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
