@@ -7,10 +7,13 @@
 # Run with `make demo` (it builds the example images first).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d /tmp/ecr-demo.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/ecr-demo.XXXXXX")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export ECR_ADMIN_PASSWORD=demo-admin-password ECR_SERVER=127.0.0.1:$port DOCKER_CONFIG=$work/docker
 export COSIGN_PASSWORD=demo-key-password
+# Only the logins this demo makes count: ecr (like podman) also reads REGISTRY_AUTH_FILE, and the
+# node's podman login below goes to its own file, so alice's and the anonymous `ecr ls` stay theirs.
+unset REGISTRY_AUTH_FILE
 ecr serve --data-dir "$work/data" --listen "127.0.0.1:$port" > "$work/serve.log" 2>&1 &
 serve_pid=$!
 podman_cmd=(podman --storage-driver vfs --cgroup-manager cgroupfs --events-backend file --runtime runc)
@@ -68,12 +71,13 @@ if command -v podman >/dev/null && command -v runc >/dev/null && command -v cata
   ECR_USERNAME=VW01 ECR_PASSWORD=$vw_secret ecr deploy podman "$ref" --node VW01 --metrics-port "$metrics_port" \
     -e FRAMES=0 -e FRAME_INTERVAL=0.2 -e METRICS_ADDR=127.0.0.1 -o "$work/pod.yaml"
   printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n' > "$work/containers.conf"
-  export REGISTRY_AUTH_FILE=$work/auth.json
-  echo "$vw_secret" | "${podman_cmd[@]}" login --tls-verify=false -u VW01 --password-stdin "127.0.0.1:$port"
+  echo "$vw_secret" | "${podman_cmd[@]}" login --authfile "$work/auth.json" --tls-verify=false -u VW01 \
+    --password-stdin "127.0.0.1:$port"
   "${podman_cmd[@]}" secret rm ecr-node-credentials >/dev/null 2>&1 || true
   printf '{"username":"%s","password":"%s"}' "$(printf %s VW01 | base64 -w0)" "$(printf %s "$vw_secret" | base64 -w0)" \
     | "${podman_cmd[@]}" secret create ecr-node-credentials - >/dev/null
-  CONTAINERS_CONF=$work/containers.conf "${podman_cmd[@]}" kube play --network host --tls-verify=false "$work/pod.yaml"
+  CONTAINERS_CONF=$work/containers.conf "${podman_cmd[@]}" kube play --network host --tls-verify=false \
+    --authfile "$work/auth.json" "$work/pod.yaml"
   for _ in $(seq 60); do curl -sf "http://127.0.0.1:$metrics_port/metrics" >/dev/null && break; sleep 0.5; done
   curl -sf "http://127.0.0.1:$metrics_port/metrics" | grep '^ecr_inference_seconds_count'
   pod=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["metadata"]["name"])' "$work/pod.yaml")
