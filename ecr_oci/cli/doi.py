@@ -45,7 +45,8 @@ def mint(
     endpoint: Annotated[str | None, typer.Option(
         help="Provider API base URL (else ECR_DOI_ENDPOINT; default https://api.datacite.org).")] = None,
     test: Annotated[bool, typer.Option(
-        "--test", help="Use DataCite's test system https://api.test.datacite.org (unless --endpoint).")] = False,
+        "--test", help="Use DataCite's test system https://api.test.datacite.org; with --endpoint, that "
+        "endpoint, recorded as a test system.")] = False,
     draft: Annotated[bool, typer.Option("--draft", help="Register a draft DOI (no 'publish' event).")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Mint even if the bundle already has a DOI, or is not public.")] = False,

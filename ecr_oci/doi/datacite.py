@@ -49,13 +49,16 @@ class DataCiteProvider:
         endpoint: API base URL (``https://api.datacite.org`` or the test API).
         user: DataCite repository id (e.g. ``ORG.REPO``).
         password: the repository password.
+        test: the endpoint is a test system (``--test``; also assumed for DataCite's test API).
         session: an HTTP session to reuse (tests inject one).
     """
 
     name = "datacite"
 
-    def __init__(self, endpoint: str, user: str, password: str, *, session: requests.Session | None = None) -> None:
+    def __init__(self, endpoint: str, user: str, password: str, *, test: bool = False,
+                 session: requests.Session | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self._test = test
         self.user = user
         self._password = password
         self.session = session or requests.Session()
@@ -63,7 +66,7 @@ class DataCiteProvider:
 
     @property
     def test(self) -> bool:
-        return self.endpoint == DATACITE_TEST_ENDPOINT or ".test." in self.endpoint
+        return self._test or self.endpoint == DATACITE_TEST_ENDPOINT or ".test." in self.endpoint
 
     def register(self, attributes: dict[str, Any]) -> Registration:
         """``PUT /dois/{doi}`` when ``attributes`` names a DOI (a reserved one), else ``POST /dois``.

@@ -115,13 +115,15 @@ class EzidProvider:
         user: EZID account.
         password: its password.
         shoulder: ``10.NNNN/SHOULDER`` new DOIs are minted on (``10.5072/FK2`` for tests).
+        test: the endpoint is a test system (``--test``; also assumed for the test shoulder).
     """
 
     name = "ezid"
 
-    def __init__(self, endpoint: str, user: str, password: str, *, shoulder: str,
+    def __init__(self, endpoint: str, user: str, password: str, *, shoulder: str, test: bool = False,
                  session: requests.Session | None = None) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self._test = test
         self.user = user
         self._password = password
         self.shoulder = shoulder
@@ -130,7 +132,7 @@ class EzidProvider:
 
     @property
     def test(self) -> bool:
-        return self.shoulder.upper().startswith("10.5072/FK")
+        return self._test or self.shoulder.upper().startswith("10.5072/FK")
 
     def _body(self, attributes: dict[str, Any], doi: str | None) -> bytes:
         return anvl({

@@ -55,8 +55,8 @@ def make_provider(config: DoiConfig) -> DoiProvider:
     """
     _, user, password = config.require_account()
     if config.provider == "ezid":
-        return EzidProvider(config.api, user, password, shoulder=config.prefix or "")
-    return DataCiteProvider(config.api, user, password)
+        return EzidProvider(config.api, user, password, shoulder=config.prefix or "", test=config.test)
+    return DataCiteProvider(config.api, user, password, test=config.test)
 
 
 def is_public(client: RegistryClient, repository: str, digest: str) -> bool:

@@ -9,6 +9,9 @@ DataCite's documentation, not from this project's schema file) with the mandator
 properties of a findable DOI, a prefix the repository owns (422 with JSON:API
 ``errors`` otherwise).
 Answers 201 with the DOI as DataCite does. Every request is kept in ``requests``.
+A test can queue ``refusals`` (status, content type, body): each answers the next
+request as given, for the refusals DataCite documents that these rules cannot
+provoke (a DOI already taken, 403 for a repository without the permission, 5xx).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class FakeDataCite:
     prefix: str = "10.5072"
     requests: list[Seen] = field(default_factory=list)
     dois: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refusals: list[tuple[int, str, str]] = field(default_factory=list)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -75,6 +79,16 @@ class FakeDataCite:
                 length = int(self.headers.get("Content-Length") or 0)
                 seen = Seen(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
                 fake.requests.append(seen)
+                if fake.refusals:
+                    status, content_type, text = fake.refusals.pop(0)
+                    seen.status = status
+                    data = text.encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 put_doi = self.path[len("/dois/"):] if self.path.startswith("/dois/") else None
                 if not ((self.command == "POST" and self.path == "/dois") or (self.command == "PUT" and put_doi)):
                     self._error(seen, 404, "The resource you are looking for doesn't exist.")

@@ -1,4 +1,7 @@
-"""A local stand-in for EZID's API: ANVL bodies carrying DataCite XML, written from EZID's API docs."""
+"""A local stand-in for EZID's API: ANVL bodies carrying DataCite XML, written from EZID's API docs.
+
+A test can queue ``refusals`` (status, ``error: ...`` text): each answers the next request.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class FakeEzid:
     shoulder: str = "10.5072/FK2"
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     ids: dict[str, dict[str, str]] = field(default_factory=dict)
+    refusals: list[tuple[int, str]] = field(default_factory=list)
     url: str = ""
     _server: ThreadingHTTPServer | None = None
 
@@ -54,6 +58,9 @@ class FakeEzid:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 pairs = parse_anvl(body)
                 fake.requests.append((self.command, self.path, pairs))
+                if fake.refusals:
+                    self._reply(*fake.refusals.pop(0))
+                    return
                 expected = "Basic " + base64.b64encode(f"{fake.user}:{fake.password}".encode()).decode()
                 if self.headers.get("Authorization") != expected:
                     self._reply(401, "error: unauthorized")
