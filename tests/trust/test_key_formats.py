@@ -1,10 +1,13 @@
 """Every private-key format annotations-spec/v1/trust.md §1 lists signs a pushed bundle.
 
+The table lists the keys ``ecr sign`` and ``ecr provenance attach`` accept: both are run.
+
 Each key is made by the tool the table names: ``ecr keygen`` for cosign's encrypted
 format, the openssl CLI for SEC 1, PKCS #8 and password-based PKCS #8. The bundle is
-signed with ``ecr sign`` and the signature read back over plain HTTP and checked with
-``openssl dgst -sha256 -verify`` against the public key openssl (or keygen) wrote: no
-project code reads the signature back. cosign itself is not installable here; before v2
+signed with ``ecr sign`` and given provenance with ``ecr provenance attach``; the cosign
+signature and the DSSE envelope are read back over plain HTTP and checked with ``openssl
+dgst -sha256 -verify`` (the DSSE one over the PAE bytes) against the public key openssl
+(or keygen) wrote: no project code reads them back. cosign itself is not installable here; before v2
 it wrote the same scrypt/secretbox envelope under the label ``ENCRYPTED COSIGN PRIVATE
 KEY``, so that format is a keygen key under the old label (the envelope itself is checked
 against upstream's vectors in test_keys.py).
@@ -25,6 +28,7 @@ import pytest
 
 from tests.support import Registry, run
 from tests.trust.helpers import ecr, get_blob, get_manifest, openssl_verify, sig_tag
+from tests.trust.test_provenance import envelope_of, pae
 from tests.trust.test_signatures import SIGNATURE, SIMPLESIGNING, push
 
 PASSWORD = "key-format-pw"
@@ -71,7 +75,7 @@ def make_key(kind: str, directory: Path) -> tuple[Path, Path, str | None]:
     ],
     ids=["sigstore", "cosign", "sec1", "pkcs8", "pkcs8-encrypted"],
 )
-def test_listed_key_format_signs_and_openssl_verifies(
+def test_listed_key_format_signs_and_attests_and_openssl_verifies(
     registry: Registry, tiny_layout: Path, tmp_path: Path, kind: str, label: str
 ) -> None:
     key, pub, password = make_key(kind, tmp_path)
@@ -87,6 +91,13 @@ def test_listed_key_format_signs_and_openssl_verifies(
     payload = get_blob(registry.url, repo, layer["digest"])
     assert json.loads(payload)["critical"]["image"]["docker-manifest-digest"] == digest
     check = openssl_verify(pub, payload, base64.b64decode(layer["annotations"][SIGNATURE]), tmp_path)
+    assert check.returncode == 0 and "Verified OK" in check.stdout, check.stdout + check.stderr
+
+    ecr("provenance", "attach", f"{registry.host}/{repo}:1.0.0", "--key", str(key), password=password)
+    _, envelope = envelope_of(registry, repo, digest)
+    body = base64.b64decode(envelope["payload"])
+    [signature] = envelope["signatures"]
+    check = openssl_verify(pub, pae(envelope["payloadType"], body), base64.b64decode(signature["sig"]), tmp_path)
     assert check.returncode == 0 and "Verified OK" in check.stdout, check.stdout + check.stderr
 
 
@@ -125,4 +136,8 @@ def test_unlisted_key_format_is_refused_with_one_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
     assert "P-256" in lines[0], lines[0]
-    assert not any(t.endswith(".sig") for t in registry.tags(repo))
+    attach = ecr("provenance", "attach", f"{registry.host}/{repo}:1.0.0", "--key", str(key), password=None,
+                 check=False)
+    assert attach.returncode == 2 and len(attach.stderr.strip().splitlines()) == 1, attach.stderr
+    assert "P-256" in attach.stderr
+    assert [t for t in registry.tags(repo) if t != "1.0.0"] == []  # no signature, no referrer
