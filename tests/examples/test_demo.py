@@ -16,6 +16,7 @@ About 20 s with a warm cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.support import die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -83,25 +86,32 @@ def test_make_demo(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "examples" / "bird-detector" / "build" / "oci" / "index.json").is_file()
 
-    demo = subprocess.Popen(["bash", "examples/demo.sh"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    # Output to a file, not a pipe: if pytest dies, bash gets SIGTERM (PR_SET_PDEATHSIG) and its
+    # EXIT trap must still stop the server; with a pipe, the trap's first traced line would die of SIGPIPE.
+    log = tmp_path / "demo.log"
+    with log.open("w") as sink:
+        demo = subprocess.Popen(["bash", "examples/demo.sh"], cwd=tmp_path, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=die_with_parent)
     try:
-        output, _ = demo.communicate(timeout=DEMO_TIMEOUT)
+        demo.wait(timeout=DEMO_TIMEOUT)
     except subprocess.TimeoutExpired:
         demo.send_signal(signal.SIGTERM)  # the script's EXIT trap stops its server
         try:
-            output, _ = demo.communicate(timeout=60)
+            demo.wait(timeout=60)
         finally:
-            os.killpg(demo.pid, signal.SIGKILL)
-        pytest.fail(f"make demo did not finish in {DEMO_TIMEOUT} s:\n{output[-4000:]}")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(demo.pid, signal.SIGKILL)
+        pytest.fail(f"make demo did not finish in {DEMO_TIMEOUT} s:\n{log.read_text()[-4000:]}")
     finally:
         leftovers = []
         deadline = time.monotonic() + 10  # the gateway's registry child exits right after it
         while time.monotonic() < deadline and (leftovers := processes_mentioning(str(tmp_path))):
             time.sleep(0.2)
         for line in leftovers:  # never leave them running, whatever the verdict
-            os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+    output = log.read_text()
 
     assert demo.returncode == 0, output[-6000:]
     assert output.rstrip().endswith("demo finished"), output[-2000:]
