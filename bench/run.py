@@ -27,7 +27,7 @@ By default all of it lives on /dev/shm (see ``choose_tmp`` for why; ``--tmp DIR`
 or ``ECR_BENCH_TMP`` for a disk, where the page cache is then warmed before each step,
 see ``warm_page_cache``). ``sync`` runs (untimed) before every timed step.
 
-Rounds: ``ECR_BENCH_REPEAT`` or ``--repeat`` (default 3), tool order rotating per
+Rounds: ``ECR_BENCH_REPEAT`` or ``--repeat`` (default 5), tool order rotating per
 round; the median round counts. Prints a table and writes ``bench-results/bench.json``.
 The target (issue 10): ecr's median time within 5% of the faster of skopeo and oras-py,
 i.e. ``ecr / fastest other`` at most 1.05 per operation: PASS or MISS. The best-round
@@ -936,8 +936,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="cases to run, e.g. push | pull:ecr | ecr,skopeo | @registry")
     parser.add_argument("--mib", type=int, default=int(os.environ.get("ECR_BENCH_MIB", "512")),
                         help="payload size in MiB (env ECR_BENCH_MIB, default 512)")
-    parser.add_argument("--repeat", type=int, default=int(os.environ.get("ECR_BENCH_REPEAT", "3")),
-                        help="rounds (env ECR_BENCH_REPEAT, default 3)")
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("ECR_BENCH_REPEAT", "5")),
+                        help="rounds (env ECR_BENCH_REPEAT, default 5)")
     parser.add_argument("--endpoints", default="registry",
                         help=f"comma-separated, of: {', '.join(ENDPOINTS)} (default: registry)")
     parser.add_argument("--tmp", type=Path, default=os.environ.get("ECR_BENCH_TMP"),

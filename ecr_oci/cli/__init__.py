@@ -29,6 +29,8 @@ def console() -> None:
     try:
         run()
         status = 0
+    except KeyboardInterrupt:  # Ctrl-C before a command took over (while loading): no traceback
+        status = 130
     except SystemExit as done:
         if done.code is None or isinstance(done.code, int):
             status = done.code or 0
