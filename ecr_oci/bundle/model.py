@@ -147,7 +147,8 @@ def model_config_document(config: BundleConfig) -> dict[str, Any]:
     return document
 
 
-def build_bundle(config: BundleConfig, scratch: Path, digest_of: DigestOf | None = None) -> Bundle:
+def build_bundle(config: BundleConfig, scratch: Path, digest_of: DigestOf | None = None,
+                 on_image: Callable[[ManifestBlob], None] | None = None) -> Bundle:
     """Assemble a bundle from validated metadata, reading every source once.
 
     The build itself sends nothing: a bundle that builds is complete, so no tag is
@@ -158,6 +159,8 @@ def build_bundle(config: BundleConfig, scratch: Path, digest_of: DigestOf | None
         scratch: a directory for generated archives (kept until the push ends).
         digest_of: gives each input file's (digest, size); by default the stat cache
             (``FileDigests``), which reads only files it has not seen unchanged.
+        on_image: called with each image manifest as soon as it is read (a push starts
+            sending its blobs while the model files are still being hashed).
 
     Raises:
         SourceError: an image source cannot be read or has the wrong platform.
@@ -168,6 +171,8 @@ def build_bundle(config: BundleConfig, scratch: Path, digest_of: DigestOf | None
     for entry in config.images:
         source = image_source(entry.source, entry.platform, config.root)
         images.append(source.manifest)
+        if on_image:
+            on_image(source.manifest)
         entries.append(
             descriptor(
                 source.manifest.media_type,

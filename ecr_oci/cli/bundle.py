@@ -108,7 +108,7 @@ def push(
     with tempfile.TemporaryDirectory(prefix="ecr-") as scratch, progress:
         try:
             ahead.start(input_files(config), config.root)
-            bundle = build_bundle(config, Path(scratch), ahead.digest_of)
+            bundle = build_bundle(config, Path(scratch), ahead.digest_of, on_image=ahead.push_blobs_of)
             report = push_bundle(bundle, client, target, progress=progress, parallel=parallel, ahead=ahead)
         finally:
             ahead.close()

@@ -16,12 +16,12 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ecr_oci.bundle.model import Bundle
 from ecr_oci.bundle.names import version_tag
 from ecr_oci.errors import RegistryError
-from ecr_oci.oci import Blob, file_reader
+from ecr_oci.oci import Blob, ManifestBlob, file_reader
 from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
 from ecr_oci.transfer.progress import TransferProgress
@@ -102,9 +102,14 @@ class UploadsAhead:
         self.repository = repository
         self.progress = progress
         self._sessions = UploadSessions() if remember else None
+        self._locations = BlobLocations() if remember else None
         self.digests = FileDigests() if remember else None
         self._pool = ThreadPoolExecutor(max_workers=parallel)
         self._running: dict[str, Future[_Sent]] = {}
+        # Blobs of manifests built while the files upload (the images): pushed at once in
+        # the same pool, so a large image layer does not wait for the model.
+        self.report = PushReport(reference=Reference(client.registry, repository))
+        self._pushing: dict[str, Future[None]] = {}
 
     def start(self, paths: list[Path], root: Path) -> None:
         """Start uploading those of ``paths`` (files below the bundle directory ``root``) that qualify."""
@@ -138,18 +143,36 @@ class UploadsAhead:
         sent = future.result()
         return sent.digest, sent.size
 
-    def started(self) -> set[str]:
-        """Digests of the uploads that finished (every one the build waited for)."""
-        return {f.result().digest for f in self._running.values() if f.done() and not f.exception()}
+    def push_blobs_of(self, manifest: ManifestBlob) -> None:
+        """Start making the blobs of ``manifest`` present (skip, mount or upload), as the build goes on."""
+        for blob in manifest.blobs:
+            if blob.digest not in self._pushing:
+                self._pushing[blob.digest] = self._pool.submit(
+                    push_blob, self.client, self.repository, blob, self.report, self.progress,
+                    sessions=self._sessions, locations=self._locations)
 
-    def sent(self) -> dict[str, int]:
-        """Digests uploaded here (all started uploads, waited for), with the offset each resumed from."""
-        run_cancellable(self.client, list(self._running.values()), self._pool, shutdown=False)
-        return {f.result().digest: f.result().resumed_from for f in self._running.values()}
+    def handled(self) -> set[str]:
+        """Digests this object takes care of: files sent (every one the build waited for)
+        and blobs whose push was started."""
+        sent = {f.result().digest for f in self._running.values() if f.done() and not f.exception()}
+        return sent | set(self._pushing)
+
+    def finish(self, report: PushReport) -> None:
+        """Wait for everything started here and add what happened to ``report``."""
+        futures: list[Future[Any]] = [*self._running.values(), *self._pushing.values()]
+        run_cancellable(self.client, futures, self._pool, shutdown=False)
+        for sent in (f.result() for f in self._running.values()):
+            report.add("uploaded", sent.digest)
+            if sent.resumed_from:
+                report.add("resumed", sent.digest)
+        for kind in ("uploaded", "resumed", "mounted", "skipped"):
+            for digest in getattr(self.report, kind):
+                report.add(kind, digest)
+        report.sources.update(self.report.sources)
 
     def close(self) -> None:
         """Stop what is still running (the build failed or was interrupted); sessions stay."""
-        if any(not f.done() for f in self._running.values()):
+        if any(not f.done() for f in [*self._running.values(), *self._pushing.values()]):
             self.client.cancelled.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self.digests:
@@ -233,16 +256,14 @@ def push_bundle(
     sessions = UploadSessions() if remember else None
     locations = BlobLocations() if remember else None
     blobs = bundle.blobs()
-    started = ahead.started() if ahead else set()
+    handled = ahead.handled() if ahead else set()
     with progress:
         pool = ThreadPoolExecutor(max_workers=parallel)
         futures = [pool.submit(push_blob, client, target.repository, b, report, progress,
-                               sessions=sessions, locations=locations) for b in blobs if b.digest not in started]
+                               sessions=sessions, locations=locations) for b in blobs if b.digest not in handled]
         run_cancellable(client, futures, pool)
-    for digest, resumed_from in (ahead.sent() if ahead else {}).items():
-        report.add("uploaded", digest)
-        if resumed_from:
-            report.add("resumed", digest)
+        if ahead:
+            ahead.finish(report)
     report.bytes_uploaded = progress.bytes
     for manifest in bundle.manifests:
         client.put_manifest(target.repository, manifest.digest, manifest.data, manifest.media_type)

@@ -15,7 +15,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 
 from tests.conftest import BASE_METADATA, write_bundle
@@ -158,3 +160,36 @@ def test_a_pull_reads_the_model_once(registry: Registry, tmp_path: Path, tiny_la
     assert proc.returncode == 0, proc.stderr
     assert (out / "model" / "weights.bin").read_bytes() == weights
     assert read - overhead < 0.25 * SIZE, (read, overhead)  # the file is never read back
+
+
+def test_image_blobs_go_up_while_the_model_is_still_uploading(registry: Registry, tmp_path: Path,
+                                                              tiny_layout: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build waits for a new model's digest; the images it has read meanwhile are
+    pushed at once, not after the model (a large image layer would otherwise wait)."""
+    from typer.testing import CliRunner
+
+    from ecr_oci.cli import app
+    from ecr_oci.registry.client import RegistryClient
+
+    events: list[tuple[str, float]] = []
+    hashing, blob = RegistryClient.upload_hashing, RegistryClient.upload_blob
+
+    def slow_model_upload(self: RegistryClient, *args: Any, **kwargs: Any) -> tuple[str, int]:
+        time.sleep(1.0)  # a model that takes a while to send
+        result = hashing(self, *args, **kwargs)
+        events.append(("model done", time.monotonic()))
+        return result
+
+    def recorded_blob_upload(self: RegistryClient, *args: Any, **kwargs: Any) -> int:
+        events.append(("blob started", time.monotonic()))
+        return blob(self, *args, **kwargs)
+
+    monkeypatch.setattr(RegistryClient, "upload_hashing", slow_model_upload)
+    monkeypatch.setattr(RegistryClient, "upload_blob", recorded_blob_upload)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="overlap"), weights=os.urandom(SIZE))
+    result = CliRunner().invoke(app, ["push", "--quiet", str(root), f"{registry.host}/overlap/a:1"])
+    assert result.exit_code == 0, result.output
+    model_done = next(t for what, t in events if what == "model done")
+    image_blobs = [t for what, t in events if what == "blob started"]
+    assert image_blobs and min(image_blobs) < model_done - 0.5, events
