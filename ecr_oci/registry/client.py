@@ -493,82 +493,63 @@ class RegistryClient:
         resumed_from = offset
         hasher = _RunningHash(read_from) if digest is None else None
         try:
-            return self._send_chunks(repository, size, read_from, progress, sessions=sessions,
-                                     session_key=session_key, digest=digest, location=location, offset=offset,
-                                     hasher=hasher), resumed_from
-        finally:
-            if hasher:
-                hasher.close()
-
-    def _send_chunks(
-        self,
-        repository: str,
-        size: int,
-        read_from: Callable[[int], Iterator[bytes]],
-        progress: Progress | None,
-        *,
-        sessions: UploadSessions | None,
-        session_key: str,
-        digest: str | None,
-        location: str,
-        offset: int,
-        hasher: _RunningHash | None,
-    ) -> str:
-        """PATCH from ``offset`` to the end, then close the upload; returns the digest."""
-        scopes = (self.scope(repository, "pull,push"),)
-        failures = 0
-        stream = _Reader(read_from(offset))
-        while offset < size:
-            if sessions:
-                sessions.put(self.registry, repository, session_key, location)
-            if hasher:
-                hasher.move_to(offset)
-            end = min(offset + self.chunk_size, size)
-            headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"}
-            try:
-                if isinstance(read_from, FileRange) and filesend.can_send_directly(location):
-                    answer = self._patch_from_file(location, scopes, headers, read_from, offset, end, progress, hasher)
-                else:
-                    answer = self.request("PATCH", location, scopes=scopes, headers=headers, ok=(202,),
-                                          retry_auth=False, data=_counting(stream.take(end - offset), progress,
-                                                                           self.cancelled, hasher)).headers
-            except RegistryError:
-                failures += 1
-                if failures >= RETRIES or self.cancelled.is_set():
-                    raise
-                try:
-                    offset, location = self._upload_status(location, scopes)
-                except RegistryError:
-                    # Distribution invalidates a session whose chunk broke half-way
-                    # (BLOB_UPLOAD_INVALID): only a new session from byte 0 is left.
-                    _, location = self._start_upload(repository)
-                    offset = 0
-                stream = _Reader(read_from(offset))
-                continue
-            location = urljoin(self.base_url, answer.get("Location", location))
-            if self.cancelled.is_set():
-                # The body was ended cleanly at a chunk boundary, so the registry keeps
-                # what it got: remember the session for the next run.
+            failures = 0
+            stream = _Reader(read_from(offset))
+            while offset < size:
                 if sessions:
                     sessions.put(self.registry, repository, session_key, location)
-                stored = _range_end(answer.get("Range"))
-                raise Interrupted(f"upload of {digest or session_key} interrupted after {stored} of {size} bytes")
-            offset = end
-        if hasher:
-            hasher.move_to(size)
-            digest = hasher.digest()
-        assert digest is not None
-        self.request(
-            "PUT",
-            location,
-            scopes=scopes,
-            params={"digest": digest},
-            headers={"Content-Length": "0"},
-            ok=(201,),
-        )
-        if sessions:
-            sessions.forget(self.registry, repository, session_key)
-        return digest
+                if hasher:
+                    hasher.move_to(offset)
+                end = min(offset + self.chunk_size, size)
+                headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"}
+                try:
+                    if isinstance(read_from, FileRange) and filesend.can_send_directly(location):
+                        answer = self._patch_from_file(location, scopes, headers, read_from, offset, end, progress,
+                                                       hasher)
+                    else:
+                        answer = self.request("PATCH", location, scopes=scopes, headers=headers, ok=(202,),
+                                              retry_auth=False, data=_counting(stream.take(end - offset), progress,
+                                                                               self.cancelled, hasher)).headers
+                except RegistryError:
+                    failures += 1
+                    if failures >= RETRIES or self.cancelled.is_set():
+                        raise
+                    try:
+                        offset, location = self._upload_status(location, scopes)
+                    except RegistryError:
+                        # Distribution invalidates a session whose chunk broke half-way
+                        # (BLOB_UPLOAD_INVALID): only a new session from byte 0 is left.
+                        _, location = self._start_upload(repository)
+                        offset = 0
+                    stream = _Reader(read_from(offset))
+                    continue
+                location = urljoin(self.base_url, answer.get("Location", location))
+                if self.cancelled.is_set():
+                    # The body was ended cleanly at a chunk boundary, so the registry keeps
+                    # what it got: remember the session for the next run.
+                    if sessions:
+                        sessions.put(self.registry, repository, session_key, location)
+                    stored = _range_end(answer.get("Range"))
+                    raise Interrupted(f"upload of {digest or session_key} interrupted after {stored} of {size} bytes")
+                offset = end
+            if hasher:
+                hasher.move_to(size)
+                digest = hasher.digest()
+            assert digest is not None
+            self.request(
+                "PUT",
+                location,
+                scopes=scopes,
+                params={"digest": digest},
+                headers={"Content-Length": "0"},
+                ok=(201,),
+            )
+            if sessions:
+                sessions.forget(self.registry, repository, session_key)
+            return digest, resumed_from
+        finally:
+            if hasher:
+                hasher.close()  # its thread ends however the upload ended
 
     def _patch_from_file(self, location: str, scopes: tuple[str, ...], headers: dict[str, str], source: FileRange,
                          start: int, end: int, progress: Progress | None,

@@ -172,7 +172,8 @@ class UploadsAhead:
 
     def close(self) -> None:
         """Stop what is still running (the build failed or was interrupted); sessions stay."""
-        if any(not f.done() for f in [*self._running.values(), *self._pushing.values()]):
+        futures: list[Future[Any]] = [*self._running.values(), *self._pushing.values()]
+        if any(not f.done() for f in futures):
             self.client.cancelled.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self.digests:

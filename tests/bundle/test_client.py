@@ -55,6 +55,27 @@ def test_upload_resumes_after_a_broken_connection(registry: Registry, broken_at:
     assert client.get_blob(f"client/resume{broken_at}", digest) == data
 
 
+@pytest.mark.parametrize("broken_at", [MIB, MIB + MIB // 2])
+def test_an_upload_hashed_as_sent_survives_a_broken_connection(registry: Registry, broken_at: int) -> None:
+    """The digest of bytes hashed while sent is that of the whole blob, even when a chunk
+    broke: the hash goes back to the registry's offset (re-reading, not re-sending)."""
+    data, digest = _blob(3 * MIB)
+    client = RegistryClient(registry.host, chunk_size=MIB)
+    calls = 0
+
+    def read_from(start: int) -> Iterator[bytes]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            yield data[:broken_at]
+            raise requests.ConnectionError("connection reset (simulated)")
+        yield data[start:]
+
+    got, resumed_from = client.upload_hashing(f"client/hashing{broken_at}", len(data), read_from, session_key="k")
+    assert (got, resumed_from) == (digest, 0)
+    assert client.get_blob(f"client/hashing{broken_at}", digest) == data
+
+
 def _record_blob_gets(client: RegistryClient) -> list[tuple[str | None, int, int]]:
     """What goes over the wire for each blob GET: (Range header sent, status, body bytes received)."""
     seen: list[tuple[str | None, int, int]] = []
