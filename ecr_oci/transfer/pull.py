@@ -12,6 +12,7 @@ Every blob is verified against its digest; files appear only once complete.
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -26,7 +27,7 @@ from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
 from ecr_oci.transfer.progress import TransferProgress
 from ecr_oci.transfer.push import run_cancellable
-from ecr_oci.transfer.state import BlobLocations
+from ecr_oci.transfer.state import BlobLocations, FileDigests, FileIdentity
 
 
 @dataclass
@@ -111,15 +112,24 @@ def pull_bundle(
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or TransferProgress(enabled=False)
 
+    # The files' digests are known once verified: a later push of this directory (an
+    # ecr.yaml added, a new version) then finds the model in the registry instead of
+    # sending it again (confirmed by hashing once: the entry is younger than RACY_NS).
+    remembered = FileDigests()
+
     def fetch(job: tuple[str, int, Path, str]) -> None:
         digest, size, dest, label = job
-        if dest.exists() and dest.stat().st_size == size and _verified(dest, digest):
-            return
-        client.download_blob(repo, digest, dest, size, progress.track(f"pull {label}", size))
+        if not (dest.exists() and dest.stat().st_size == size and _verified(dest, digest)):
+            client.download_blob(repo, digest, dest, size, progress.track(f"pull {label}", size))
+        if dest.parent != out / "image" / "blobs" / "sha256":
+            remembered.record(FileIdentity.of(dest), digest, time.time_ns())
 
     with progress:
         pool = ThreadPoolExecutor(max_workers=parallel)
-        run_cancellable(client, [pool.submit(fetch, job) for job in jobs], pool)
+        try:
+            run_cancellable(client, [pool.submit(fetch, job) for job in jobs], pool)
+        finally:
+            remembered.save()
     report.bytes_downloaded = progress.bytes
     BlobLocations().record(client.registry, repo, [digest for digest, _, _, _ in jobs])
     report.files = [dest for _, _, dest, _ in jobs]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import BASE_METADATA, write_bundle
 from tests.support import Registry
@@ -193,3 +194,28 @@ def test_image_blobs_go_up_while_the_model_is_still_uploading(registry: Registry
     model_done = next(t for what, t in events if what == "model done")
     image_blobs = [t for what, t in events if what == "blob started"]
     assert image_blobs and min(image_blobs) < model_done - 0.5, events
+
+
+def test_a_pulled_model_pushed_again_is_found_not_sent(registry: Registry, tmp_path: Path, tiny_layout: Path) -> None:
+    """`ecr pull` remembers the digests it verified: a bundle made in the pulled directory
+    (a new version, an ecr.yaml added) mounts the model instead of sending it again."""
+    import shutil
+
+    weights = os.urandom(SIZE)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="again"), weights=weights)
+    assert subprocess.run(["ecr", "push", str(root), f"{registry.host}/again/a:1"],
+                          capture_output=True, timeout=300).returncode == 0
+    out = tmp_path / "pulled"
+    pulled = subprocess.run(["ecr", "pull", "--model-only", f"{registry.host}/again/a:1", "-o", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert pulled.returncode == 0, pulled.stderr
+    # the pulled directory becomes the next version's bundle
+    shutil.copytree(tiny_layout, out / "images")
+    (out / "src").mkdir()
+    (out / "src" / "main.py").write_text("print('v2')\n")
+    (out / "ecr.yaml").write_text(yaml.safe_dump(dict(BASE_METADATA, name="again", version="0.2.0")))
+    proc = subprocess.run(["ecr", "push", "--verbose", str(out), f"{registry.host}/again/b:2"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"mounted from again/a\s+" + _sha256(weights) + " model/weights.bin", proc.stderr), proc.stderr
+    assert "blobs uploaded (" in proc.stderr and "48.0 MiB" not in proc.stderr, proc.stderr
