@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
 from ecr_oci.oci import FileRange
 
@@ -98,6 +99,7 @@ def patch_from_file(
                 position += count
         sock.sendall(b"0\r\n\r\n")
         resp = conn.getresponse()
-        return Answer(resp.status, resp.reason, dict(resp.getheaders()), resp.read())
+        # header names are case-insensitive (uvicorn, in front as the gateway, sends them lowercase)
+        return Answer(resp.status, resp.reason, CaseInsensitiveDict(resp.getheaders()), resp.read())
     finally:
         conn.close()
