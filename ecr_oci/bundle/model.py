@@ -95,11 +95,21 @@ def _expand(config: BundleConfig, key: str) -> list[Path]:
 
 def input_files(config: BundleConfig) -> list[Path]:
     """The files of the bundle directory that become layers as they are (model files,
-    training data files, the icon); generated archives are not among them."""
+    training data files, the icon); generated archives are not among them.
+
+    Safe on an ecr.yaml not validated yet (a push starts sending these early).
+
+    Raises:
+        ValidationError: a path leaves the bundle directory (also through a symlink).
+    """
     files = _expand(config, "model")
     files += [path for path in config.paths("training_data") if not path.is_dir()]
     if icon := config.data.get("icon"):
         files.append(config.root / icon)
+    root = config.root.resolve()
+    for file in files:
+        if root not in file.resolve().parents:
+            raise ValidationError(f"{file} leaves the bundle directory")
     return files
 
 

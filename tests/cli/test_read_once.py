@@ -219,3 +219,24 @@ def test_a_pulled_model_pushed_again_is_found_not_sent(registry: Registry, tmp_p
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"mounted from again/a\s+" + _sha256(weights) + " model/weights.bin", proc.stderr), proc.stderr
     assert "blobs uploaded (" in proc.stderr and "48.0 MiB" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("key", ["training_data", "icon", "model"])
+def test_nothing_outside_the_bundle_directory_is_sent_early(registry: Registry, tmp_path: Path, tiny_layout: Path,
+                                                             key: str) -> None:
+    """The early start reads ecr.yaml before it is validated: a large file outside the
+    bundle directory (a path with .., or a symlink) is refused like validation refuses it,
+    before any byte goes out."""
+    outside = tmp_path / "outside.bin"
+    with outside.open("wb") as fh:
+        fh.truncate(64 << 20)
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="escape"))
+    (root / "model" / "link.bin").symlink_to(outside)
+    value = {"training_data": ["../outside.bin"], "icon": "../outside.bin", "model": ["model/link.bin"]}[key]
+    (root / "ecr.yaml").write_text(yaml.safe_dump(dict(BASE_METADATA, name="escape", **{key: value})))
+    proc = subprocess.run(["ecr", "push", str(root), f"{registry.host}/escape/{key}:1"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert "leaves the bundle directory" in proc.stderr or "outside the bundle directory" in proc.stderr, proc.stderr
+    repository = registry.storage / "docker" / "registry" / "v2" / "repositories" / "escape" / key
+    assert not repository.exists(), "something was sent to the registry"
