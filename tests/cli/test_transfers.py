@@ -37,6 +37,16 @@ def _upload_bytes(registry: Registry, repo: str) -> int:
     return sum(p.stat().st_size for p in uploads.glob("*/data")) if uploads.is_dir() else 0
 
 
+def _ctrl_c_enabled() -> None:
+    """In the child before exec: Ctrl-C at its default, so Python installs its handler.
+
+    A shell starting a job in the background without job control (`cmd &` in a script,
+    as a CI runner may) makes it ignore SIGINT, inherited down to ecr, which then could
+    not be interrupted at all.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_when(proc: subprocess.Popen[str], reached: object, timeout: float = 120) -> float:
     """Send Ctrl-C once ``reached()`` is true; returns seconds from the signal to the exit."""
     deadline = time.monotonic() + timeout
@@ -65,7 +75,8 @@ def test_ctrl_c_stops_a_push_promptly_tags_nothing_and_the_push_resumes(registry
                                                                        fraction: float) -> None:
     repo = f"interrupt/big{int(fraction * 100)}"
     ref = f"{registry.host}/{repo}:0.1.0"
-    proc = subprocess.Popen(["ecr", "push", "--quiet", str(big_bundle), ref], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["ecr", "push", "--quiet", str(big_bundle), ref], preexec_fn=_ctrl_c_enabled,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     stopped_in = _interrupt_when(proc, lambda: _upload_bytes(registry, repo) >= GIB * fraction)
     stderr = proc.stderr.read() if proc.stderr else ""
@@ -94,7 +105,7 @@ def test_ctrl_c_stops_a_pull_promptly_and_the_pull_resumes(registry: Registry, b
     assert ecr("push", "--quiet", str(big_bundle), ref).returncode == 0
     out = tmp_path / "out"
     part = out / "model" / "weights.bin.part"
-    proc = subprocess.Popen(["ecr", "pull", "--quiet", "--model-only", ref, "-o", str(out)],
+    proc = subprocess.Popen(["ecr", "pull", "--quiet", "--model-only", ref, "-o", str(out)], preexec_fn=_ctrl_c_enabled,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stopped_in = _interrupt_when(proc, lambda: part.exists() and part.stat().st_size >= GIB // 4)
     stderr = proc.stderr.read() if proc.stderr else ""
