@@ -89,12 +89,17 @@ def test_kill_a_gateway_and_a_registry_during_pushes_and_pulls(stack: ScaleOut, 
     worker.start()
     try:
         # Kill each while it streams an upload: a gateway's bytes-in counter moving says it is.
+        # Which gateway the balancer gives the large PATCH depends on how many requests came
+        # before it, so the one seen streaming is killed (the other is what the rest uses).
         _wait_for(lambda: series.rounds_done >= 1 or not worker.is_alive())
-        _wait_for(_uploading(gateway), timeout=120)
+        streaming = [_uploading(g) for g in stack.gateways]
+        _wait_for(lambda: any(seen() for seen in streaming), timeout=120)
+        gateway = next((g for g, seen in zip(stack.gateways, streaming, strict=True) if seen()), gateway)
+        survivor = next(g for g in stack.gateways if g is not gateway)
         assert gateway.proc is not None
         gateway.proc.kill()
         _wait_for(lambda: series.rounds_done >= 3 or not worker.is_alive())
-        _wait_for(_uploading(stack.gateways[1]), timeout=120)  # to one of the two replicas
+        _wait_for(_uploading(survivor), timeout=120)  # to one of the two replicas
         replica.kill()
         worker.join(600)
         assert not worker.is_alive()
