@@ -5,7 +5,7 @@
 # the deployment's scheduler feed, the node's Kubernetes spec and, where podman runs, the
 # bundle started from its spec on a Virtual Waggle; then the approval revoked.
 # Run with `make demo` (it builds the example images first).
-set -euo pipefail
+set -euo pipefail  # (so no `| head` below: a reader that stops early would fail the pipe)
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/ecr-demo.XXXXXX")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -48,7 +48,7 @@ vw_secret=$(ECR_USERNAME=admin ECR_PASSWORD=$ECR_ADMIN_PASSWORD ecr admin node a
 ECR_USERNAME=admin ECR_PASSWORD=$ECR_ADMIN_PASSWORD ecr stage set "$ref" approved --deployment neon
 ecr signing-key -o "$work/ecr.pub"
 # the node: plain skopeo with its credential, then ecr pull requiring the ECR's approval signature
-skopeo inspect --tls-verify=false --creds "W0A1:$node_secret" "docker://$ref" | head -12
+skopeo inspect --tls-verify=false --creds "W0A1:$node_secret" "docker://$ref" | sed -n 1,12p
 ECR_USERNAME=W0A1 ECR_PASSWORD=$node_secret ecr pull "$ref" --platform linux/arm64 \
   --require-signature "$work/ecr.pub" -o "$work/pulled"
 find "$work/pulled" -maxdepth 2 | sort
@@ -63,7 +63,7 @@ for b in feed["bundles"]:
 print("cursor", feed["cursor"])'
 ECR_USERNAME=admin ECR_PASSWORD=$ECR_ADMIN_PASSWORD ecr deploy fetcher "127.0.0.1:$port/ecr/model-fetcher:latest" \
   --deployment neon
-ECR_USERNAME=W0A1 ECR_PASSWORD=$node_secret ecr deploy k8s "$ref" --node W0A1 | head -30
+ECR_USERNAME=W0A1 ECR_PASSWORD=$node_secret ecr deploy k8s "$ref" --node W0A1 | sed -n 1,30p
 if command -v podman >/dev/null && command -v runc >/dev/null && command -v catatonit >/dev/null \
    && [ "$(id -u)" = 0 ]; then
   # a Virtual Waggle (VW01, this machine): the same spec under podman kube play
@@ -76,12 +76,18 @@ if command -v podman >/dev/null && command -v runc >/dev/null && command -v cata
   "${podman_cmd[@]}" secret rm ecr-node-credentials >/dev/null 2>&1 || true
   printf '{"username":"%s","password":"%s"}' "$(printf %s VW01 | base64 -w0)" "$(printf %s "$vw_secret" | base64 -w0)" \
     | "${podman_cmd[@]}" secret create ecr-node-credentials - >/dev/null
-  CONTAINERS_CONF=$work/containers.conf "${podman_cmd[@]}" kube play --network host --tls-verify=false \
+  CONTAINERS_CONF=$work/containers.conf "${podman_cmd[@]}" kube play --replace --network host --tls-verify=false \
     --authfile "$work/auth.json" "$work/pod.yaml"
-  for _ in $(seq 60); do curl -sf "http://127.0.0.1:$metrics_port/metrics" >/dev/null && break; sleep 0.5; done
+  # wait for the first inference (not just the endpoint: the series appears with it), up to 60 s
+  for _ in $(seq 120); do
+    curl -sf "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null | grep '^ecr_inference_seconds_count' >/dev/null \
+      && break
+    sleep 0.5
+  done
   curl -sf "http://127.0.0.1:$metrics_port/metrics" | grep '^ecr_inference_seconds_count'
   pod=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["metadata"]["name"])' "$work/pod.yaml")
-  "${podman_cmd[@]}" logs "$pod-plugin" 2>&1 | head -3
+  for _ in $(seq 60); do "${podman_cmd[@]}" logs "$pod-plugin" 2>&1 | grep '^frame=' >/dev/null && break; sleep 0.5; done
+  "${podman_cmd[@]}" logs "$pod-plugin" 2>&1 | sed -n 1,3p
 fi
 # revoking the approval: out of the feed, and the node's next pull is refused
 ECR_USERNAME=admin ECR_PASSWORD=$ECR_ADMIN_PASSWORD ecr stage set "$ref" deprecated --deployment neon

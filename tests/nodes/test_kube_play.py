@@ -118,7 +118,10 @@ def test_the_loop_feed_spec_kube_play_metrics_profile_revocation(
     assert podman("secret", "create", SECRET, str(secret_file)).returncode == 0
     name = pod["metadata"]["name"]
     try:
-        played = podman("kube", "play", "--network", "host", "--tls-verify=false", str(spec_file), env=podman_env)
+        # --replace: the pod's name follows the bundle digest, which `make demo` (tests/examples)
+        # plays too in the machine's one podman store; a pod it left must not fail this test
+        played = podman("kube", "play", "--replace", "--network", "host", "--tls-verify=false", str(spec_file),
+                        env=podman_env)
         assert played.returncode == 0, played.stderr
         metrics = _wait_metrics(port, bundle)
         assert f'ecr_inference_seconds_count{{bundle="{bundle}"}}' in metrics
