@@ -13,6 +13,7 @@ import ipaddress
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ MANIFEST_ACCEPT = ", ".join(sorted(mt.MANIFEST_TYPES))
 DEFAULT_CHUNK_SIZE = 512 << 20
 MAX_MANIFEST_BYTES = 4 << 20
 RETRIES = 3
+# A 429/503 answer with a short Retry-After is retried this many times (replayable requests).
+UNAVAILABLE_RETRIES = 5
+MAX_RETRY_AFTER = 10.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,17 @@ def is_loopback(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    """Seconds a 429/503 asks to wait (Retry-After in seconds, at most 10; 1 when absent);
+    None for a date or a longer wait (then the error is reported)."""
+    value = resp.headers.get("Retry-After", "1").strip()
+    try:
+        delay = float(value)
+    except ValueError:
+        return None
+    return delay if 0 <= delay <= MAX_RETRY_AFTER else None
 
 
 def _error_text(resp: requests.Response) -> tuple[str, str | None]:
@@ -162,12 +177,20 @@ class RegistryClient:
             url = urljoin(self.base_url, url)
         headers = dict(kwargs.pop("headers", {}) or {})
         sent = {**headers, **self.auth.header_for(scopes)}
+        replayable = retry_auth and not callable(getattr(kwargs.get("data"), "__next__", None))
         try:
             resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
             if resp.status_code == 401 and retry_auth and "WWW-Authenticate" in resp.headers:
                 challenge = resp.headers["WWW-Authenticate"]
                 resp.close()
                 sent = {**headers, **self.auth.answer(challenge, scopes)}
+                resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
+            for _ in range(UNAVAILABLE_RETRIES if replayable else 0):
+                # "retry later" (a registry being restarted, a database briefly away): wait as told
+                if resp.status_code not in (429, 503) or (delay := _retry_after(resp)) is None:
+                    break
+                resp.close()
+                time.sleep(delay)
                 resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
         except requests.ConnectionError as exc:
             raise RegistryError(f"cannot reach registry {self.registry}: {exc.__class__.__name__}") from exc
@@ -357,10 +380,12 @@ class RegistryClient:
             "HEAD",
             f"/v2/{repository}/blobs/{digest}",
             scopes=(self.scope(repository),),
-            ok=(200, 404),
+            ok=(200, 404, 500),
             allow_redirects=True,
         )
-        if resp.status_code == 404:
+        if resp.status_code in (404, 500):
+            # 500: Distribution cannot read its record of the blob (an empty link file left
+            # by a full disk, say): not proof of presence; uploading it writes the record anew.
             return None
         return int(resp.headers.get("Content-Length", "0"))
 
