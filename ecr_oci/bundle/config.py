@@ -111,6 +111,43 @@ class BundleConfig:
         return [self.root / item for item in items]
 
 
+# Here rather than in bundle.model: the early start of `ecr push` (cli/early.py) needs
+# them before anything heavier is imported.
+def expand_files(config: BundleConfig, key: str) -> list[Path]:
+    """Files named by ``key``; a directory stands for every file below it, sorted."""
+    files: list[Path] = []
+    for path in config.paths(key):
+        if path.is_dir():
+            files += sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.as_posix())
+        else:
+            files.append(path)
+    root = config.root.resolve()
+    for file in files:
+        if root not in file.resolve().parents:
+            raise ValidationError(f"{file.relative_to(config.root)} points outside the bundle directory", field=key)
+    return files
+
+
+def input_files(config: BundleConfig) -> list[Path]:
+    """The files of the bundle directory that become layers as they are (model files,
+    training data files, the icon); generated archives are not among them.
+
+    Safe on an ecr.yaml not validated yet (a push starts sending these early).
+
+    Raises:
+        ValidationError: a path leaves the bundle directory (also through a symlink).
+    """
+    files = expand_files(config, "model")
+    files += [path for path in config.paths("training_data") if not path.is_dir()]
+    if icon := config.data.get("icon"):
+        files.append(config.root / icon)
+    root = config.root.resolve()
+    for file in files:
+        if root not in file.resolve().parents:
+            raise ValidationError(f"{file} leaves the bundle directory")
+    return files
+
+
 def find_config(path: Path) -> Path:
     """The metadata file for a bundle directory (or the file itself).
 

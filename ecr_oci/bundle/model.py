@@ -19,7 +19,7 @@ from typing import Any
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.annotations import annotations_for
 from ecr_oci.bundle.archive import write_archive
-from ecr_oci.bundle.config import BundleConfig
+from ecr_oci.bundle.config import BundleConfig, expand_files
 from ecr_oci.bundle.icon import check_icon
 from ecr_oci.bundle.names import data_archive_title, source_archive_title
 from ecr_oci.digest import sha256_bytes, sha256_file
@@ -78,46 +78,11 @@ def _file_blob(path: Path, media_type: str, title: str, role: str, digest_of: Di
     )
 
 
-def _expand(config: BundleConfig, key: str) -> list[Path]:
-    """Files named by ``key``; a directory stands for every file below it, sorted."""
-    files: list[Path] = []
-    for path in config.paths(key):
-        if path.is_dir():
-            files += sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.as_posix())
-        else:
-            files.append(path)
-    root = config.root.resolve()
-    for file in files:
-        if root not in file.resolve().parents:
-            raise ValidationError(f"{file.relative_to(config.root)} points outside the bundle directory", field=key)
-    return files
-
-
-def input_files(config: BundleConfig) -> list[Path]:
-    """The files of the bundle directory that become layers as they are (model files,
-    training data files, the icon); generated archives are not among them.
-
-    Safe on an ecr.yaml not validated yet (a push starts sending these early).
-
-    Raises:
-        ValidationError: a path leaves the bundle directory (also through a symlink).
-    """
-    files = _expand(config, "model")
-    files += [path for path in config.paths("training_data") if not path.is_dir()]
-    if icon := config.data.get("icon"):
-        files.append(config.root / icon)
-    root = config.root.resolve()
-    for file in files:
-        if root not in file.resolve().parents:
-            raise ValidationError(f"{file} leaves the bundle directory")
-    return files
-
-
 def _model_layers(config: BundleConfig, scratch: Path, digest_of: DigestOf) -> list[Blob]:
     root = config.root
     layers = [
         _file_blob(path, mt.MODEL_LAYER, path.relative_to(root).as_posix(), "model", digest_of)
-        for path in _expand(config, "model")
+        for path in expand_files(config, "model")
     ]
     if source := config.data.get("source_archive"):
         title = source_archive_title(config.name, config.version)

@@ -83,7 +83,8 @@ def push(
     uploaded in resumable chunks. The version tag is written last. With --key the
     bundle is signed and its provenance (in-toto/SLSA v1, DSSE) attached as a referrer.
     """
-    from ecr_oci.bundle.model import build_bundle, input_files
+    from ecr_oci.bundle.config import input_files
+    from ecr_oci.bundle.model import build_bundle
     from ecr_oci.cli import early
     from ecr_oci.transfer.progress import TransferProgress
     from ecr_oci.transfer.push import UploadsAhead, push_bundle

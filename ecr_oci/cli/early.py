@@ -94,8 +94,7 @@ def start(args: list[str]) -> None:
         request, quiet = parsed
         import yaml
 
-        from ecr_oci.bundle.config import BundleConfig, find_config
-        from ecr_oci.bundle.model import input_files
+        from ecr_oci.bundle.config import BundleConfig, find_config, input_files
 
         file = find_config(request.bundle_dir)
         document = yaml.safe_load(file.read_text())

@@ -16,9 +16,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ecr_oci.bundle.model import Bundle
 from ecr_oci.bundle.names import version_tag
 from ecr_oci.errors import RegistryError
 from ecr_oci.oci import Blob, ManifestBlob, file_reader
@@ -26,6 +25,9 @@ from ecr_oci.registry.client import RegistryClient
 from ecr_oci.registry.reference import Reference
 from ecr_oci.transfer.progress import TransferProgress
 from ecr_oci.transfer.state import BlobLocations, FileDigests, FileIdentity, UploadSessions
+
+if TYPE_CHECKING:  # the early start imports this module before anything heavier (cli/early.py)
+    from ecr_oci.bundle.model import Bundle
 
 __all__ = ["PushReport", "UploadsAhead", "push_blob", "push_bundle", "run_cancellable", "version_tag"]
 
