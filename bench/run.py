@@ -14,7 +14,8 @@ and moves those same bytes, as one uncompressed blob, with every tool:
           oras    oras-py ``OrasClient(insecure=True).pull(outdir=DIR)``
 
 Every tool runs as its own process (interpreter start-up included, as a user sees
-it), with an empty HOME (no logins), and pushes into a repository of its own named
+it; ecr's byte code compiled first, as an install has it), with an empty HOME (no
+logins), and pushes into a repository of its own named
 per round, so nothing is skipped or mounted: ecr's and skopeo's own reports are
 checked for that, and the registry for the blob, unchanged. Pulled copies are
 checked (size and digest, untimed) and deleted.
@@ -379,6 +380,17 @@ class Processes:
         (home / "auth.json").write_text('{"auths": {}}')
         self.env.update(HOME=str(home), DOCKER_CONFIG=str(home / ".docker"),
                         REGISTRY_AUTH_FILE=str(home / "auth.json"), NO_COLOR="1")
+        # As installed: Python reads byte code an install compiled (see compile_ecr), not
+        # the sources again in every run (PYTHONDONTWRITEBYTECODE=1 on these machines).
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def compile_ecr(self) -> None:
+        """Byte-compile the ecr package the timed runs import, as ``pip install`` does:
+        without it a fresh checkout's ``ecr`` compiles its modules in every timed run
+        (~0.1 s of a push's start). Variants (``--ecr-variant``) write theirs in their
+        first run."""
+        script = "import compileall, ecr_oci, os; compileall.compile_dir(os.path.dirname(ecr_oci.__file__), quiet=1)"
+        subprocess.run([sys.executable, "-c", script], env=self.env, cwd=self.env["HOME"], check=True)
 
     def run(self, cmd: list[str], what: str, env: dict[str, str] | None = None) -> Timing:
         """Run ``cmd`` (``env`` added to the isolated environment); returns its timing and output.
@@ -993,6 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"preparing {args.mib} MiB of random bytes, the bundle and the OCI layout in {tmp}")
         t0 = time.perf_counter()
         work = prepare(tmp, size)
+        procs.compile_ecr()
         log(f"  ready in {time.perf_counter() - t0:.1f} s ({work.digest[:19]}…)")
         profile_dir = None
         if args.py_spy:

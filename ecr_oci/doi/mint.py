@@ -67,7 +67,7 @@ def is_public(client: RegistryClient, repository: str, digest: str) -> bool:
     """
     anonymous = RegistryClient(client.registry, plain_http=client.base_url.startswith("http://"),
                                verify_tls=bool(client.session.verify))
-    anonymous.auth = TokenAuth(anonymous.session, None)
+    anonymous.auth = TokenAuth(lambda: anonymous.session, None)
     try:
         anonymous.get_manifest(repository, digest)
     except (AuthError, NotFoundError):

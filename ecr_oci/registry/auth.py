@@ -15,12 +15,15 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from ecr_oci.errors import AuthError
+
+if TYPE_CHECKING:
+    import requests
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,13 @@ class TokenAuth:
     """Answers registry challenges, caching one bearer token per scope set.
 
     Args:
-        session: the HTTP session used to reach the token endpoint.
+        session: the HTTP session used to reach the token endpoint (called when a
+            token is needed: requests is loaded only then).
         credentials: username/password, or None for anonymous access.
     """
 
-    def __init__(self, session: requests.Session, credentials: Credentials | None, registry: str = "") -> None:
+    def __init__(self, session: Callable[[], requests.Session], credentials: Credentials | None,
+                 registry: str = "") -> None:
         self._session = session
         self.credentials = credentials
         self.registry = registry
@@ -223,8 +228,10 @@ class TokenAuth:
 
     def _fetch(self, params: dict[str, str], query: list[tuple[str, str]], scopes: tuple[str, ...],
                auth: tuple[str, str] | None) -> dict[str, str]:
+        import requests
+
         try:
-            resp = self._session.get(params["realm"], params=query, auth=auth, timeout=30)
+            resp = self._session().get(params["realm"], params=query, auth=auth, timeout=30)
         except requests.RequestException as exc:
             raise AuthError(f"token endpoint {params['realm']} unreachable: {exc}") from exc
         if resp.status_code in (401, 403):

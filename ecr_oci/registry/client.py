@@ -3,6 +3,11 @@
 oras-py covers file pushes and pulls; what a bundle needs beyond it (index push,
 cross-repository mount, resumable chunked uploads, range-resumed downloads,
 referrers with the tag-schema fallback) is here, in one place.
+
+requests is imported when the first request needs it, not with this module: a push to
+a plain-http registry opens its upload session and streams the file with the standard
+library (``filesend``), so ``ecr push``'s early start (cli/early.py) sends its first
+byte while requests is still to be loaded.
 """
 
 from __future__ import annotations
@@ -16,12 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.digest import CHUNK, VerifyingWriter, hex_of, sha256_bytes, sha256_file
@@ -37,6 +40,9 @@ from ecr_oci.registry import filesend
 from ecr_oci.registry.auth import Credentials, TokenAuth, lookup_credentials
 from ecr_oci.transfer.state import UploadSessions
 
+if TYPE_CHECKING:
+    import requests
+
 Progress = Callable[[int], None]
 MANIFEST_ACCEPT = ", ".join(sorted(mt.MANIFEST_TYPES))
 # One PATCH per 512 MiB: fewer round trips (measured faster than 64 MiB by make bench),
@@ -47,6 +53,7 @@ RETRIES = 3
 # A 429/503 answer with a short Retry-After is retried this many times (replayable requests).
 UNAVAILABLE_RETRIES = 5
 MAX_RETRY_AFTER = 10.0
+USER_AGENT = "ecr-oci/0.1"
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,8 @@ def _retry_after(resp: requests.Response) -> float | None:
     return delay if 0 <= delay <= MAX_RETRY_AFTER else None
 
 
-def _error_text(resp: requests.Response) -> tuple[str, str | None]:
-    """The OCI error JSON as one line, and its first error code."""
-    return _error_text_of(resp.status_code, resp.reason, resp.content)
-
-
 def _error_text_of(status: int, reason: str, body: bytes) -> tuple[str, str | None]:
+    """The OCI error JSON as one line, and its first error code."""
     try:
         document = json.loads(body)
         errors = (document.get("errors") if isinstance(document, dict) else None) or []
@@ -136,16 +139,30 @@ class RegistryClient:
         if plain_http is None:
             plain_http = is_loopback(registry)
         self.base_url = f"{'http' if plain_http else 'https'}://{registry}"
-        self.session = requests.Session()
-        self.session.verify = verify_tls
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["User-Agent"] = "ecr-oci/0.1"
-        self.auth = TokenAuth(self.session, credentials or lookup_credentials(registry), registry)
+        self._verify_tls = verify_tls
+        self._pool_size = pool_size
+        self._session_lock = threading.Lock()
+        self.auth = TokenAuth(lambda: self.session, credentials or lookup_credentials(registry), registry)
         self.chunk_size = chunk_size
         # Set (by a Ctrl-C handler) to stop every transfer of this client within one chunk.
         self.cancelled = threading.Event()
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """The requests session, made (and requests imported) on first use."""
+        with self._session_lock:  # transfer threads may ask at once: one session for all
+            if "session" in self.__dict__:
+                return self.__dict__["session"]  # type: ignore[no-any-return]
+            import requests
+            from requests.adapters import HTTPAdapter
+
+            session = requests.Session()
+            session.verify = self._verify_tls
+            adapter = HTTPAdapter(pool_connections=self._pool_size, pool_maxsize=self._pool_size)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers["User-Agent"] = USER_AGENT
+            return session
 
     # --- plumbing -------------------------------------------------------------------
     def request(
@@ -173,6 +190,8 @@ class RegistryClient:
         Raises:
             AuthError, NotFoundError, RegistryError.
         """
+        import requests
+
         if not url.startswith("http"):
             url = urljoin(self.base_url, url)
         headers = dict(kwargs.pop("headers", {}) or {})
@@ -196,17 +215,21 @@ class RegistryClient:
             raise RegistryError(f"cannot reach registry {self.registry}: {exc.__class__.__name__}") from exc
         except requests.Timeout as exc:
             raise RegistryError(f"registry {self.registry} timed out") from exc
-        ok = tuple(ok)
-        if resp.status_code in ok:
+        if resp.status_code in tuple(ok):
             return resp
-        text, code = _error_text(resp)
-        status = resp.status_code
+        status, reason, body = resp.status_code, resp.reason, resp.content
         resp.close()
+        raise self._refusal(method, url, scopes, status, reason, body, not_found=not_found)
+
+    def _refusal(self, method: str, url: str, scopes: tuple[str, ...], status: int, reason: str, body: bytes, *,
+                 not_found: str | None = None) -> RegistryError:
+        """The error for an answer that is not a success, with the registry's words."""
+        text, code = _error_text_of(status, reason, body)
         if status == 404 and not_found:
-            raise NotFoundError(f"{not_found} ({text})", status=status, code=code)
+            return NotFoundError(f"{not_found} ({text})", status=status, code=code)
         if status in (401, 403):
-            raise AuthError(self._denied(scopes, text), status=status, code=code)
-        raise RegistryError(f"{method} {url.replace(self.base_url, '')}: {text}", status=status, code=code)
+            return AuthError(self._denied(scopes, text), status=status, code=code)
+        return RegistryError(f"{method} {url.replace(self.base_url, '')}: {text}", status=status, code=code)
 
     def _denied(self, scopes: tuple[str, ...], text: str) -> str:
         """Why a request was refused, in words that say what to do.
@@ -398,6 +421,8 @@ class RegistryClient:
         if mount_from and digest:
             scopes += (self.scope(mount_from),)
             params = {"mount": digest, "from": mount_from}
+        elif location := self._start_upload_directly(repository, scopes):
+            return False, location
         resp = self.request(
             "POST",
             f"/v2/{repository}/blobs/uploads/",
@@ -407,6 +432,24 @@ class RegistryClient:
         )
         location = urljoin(self.base_url, resp.headers.get("Location", ""))
         return resp.status_code == 201, location
+
+    def _start_upload_directly(self, repository: str, scopes: tuple[str, ...]) -> str | None:
+        """Open an upload session with the standard library (plain http, no proxy);
+        None when that was not possible or not answered 202.
+
+        Anything else (an auth challenge, "retry later", a refusal) creates no session,
+        so :meth:`request` asks again and deals with it as with any request.
+        """
+        url = f"{self.base_url}/v2/{repository}/blobs/uploads/"
+        if not filesend.can_send_directly(url):
+            return None
+        try:
+            answer = filesend.send("POST", url, {"User-Agent": USER_AGENT, **self.auth.header_for(scopes)})
+        except (OSError, http.client.HTTPException):
+            return None
+        if answer.status != 202 or "Location" not in answer.headers:
+            return None
+        return urljoin(self.base_url, answer.headers["Location"])
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount; True when the registry linked the blob without a copy."""
@@ -581,7 +624,7 @@ class RegistryClient:
                          hasher: _RunningHash | None) -> Mapping[str, str]:
         """One PATCH with the bytes sent from the file by the kernel (``filesend``);
         the answer's headers. Failures raise as :meth:`request` does."""
-        sent = {**headers, "User-Agent": str(self.session.headers["User-Agent"]), **self.auth.header_for(scopes)}
+        sent = {**headers, "User-Agent": USER_AGENT, **self.auth.header_for(scopes)}
         try:
             answer = filesend.patch_from_file(location, sent, source, start, end, cancelled=self.cancelled,
                                               progress=progress, hash_update=hasher.update if hasher else None)
@@ -589,10 +632,7 @@ class RegistryClient:
             raise RegistryError(f"cannot reach registry {self.registry}: {exc.__class__.__name__}") from exc
         if answer.status == 202:
             return answer.headers
-        text, code = _error_text_of(answer.status, answer.reason, answer.body)
-        if answer.status in (401, 403):
-            raise AuthError(self._denied(scopes, text), status=answer.status, code=code)
-        raise RegistryError(f"PATCH {location.replace(self.base_url, '')}: {text}", status=answer.status, code=code)
+        raise self._refusal("PATCH", location, scopes, answer.status, answer.reason, answer.body)
 
     def _upload_offset(self, location: str, scopes: tuple[str, ...]) -> int:
         """Bytes the registry holds of an upload session."""
@@ -647,6 +687,8 @@ class RegistryClient:
         Raises:
             DigestMismatchError: the content does not match (the partial file is removed).
         """
+        import requests
+
         part = dest.with_name(dest.name + ".part")
         dest.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(RETRIES):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import requests
 
 from ecr_oci.errors import DigestMismatchError
+from ecr_oci.registry import filesend
 from ecr_oci.registry.client import RegistryClient
 from tests.conftest import write_bundle
 from tests.support import Registry
@@ -92,6 +94,52 @@ def _registry_blob_path(registry: Registry, digest: str) -> Path:
     """Where Distribution's filesystem driver keeps a blob's bytes."""
     hex_ = digest.split(":")[1]
     return registry.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hex_[:2] / hex_ / "data"
+
+
+_UPLOAD_WATCHING_IMPORTS = """
+import sys
+from pathlib import Path
+from ecr_oci.oci import file_reader
+from ecr_oci.registry.client import RegistryClient
+
+path = Path(sys.argv[2])
+size = path.stat().st_size
+loaded_while_sending = []
+client = RegistryClient(sys.argv[1])
+digest, _ = client.upload_hashing("client/lazy", size, file_reader(path, 0, size),
+                                  lambda n: loaded_while_sending.append("requests" in sys.modules), session_key="k")
+print(digest, any(loaded_while_sending), "requests" in sys.modules)
+"""
+
+
+def test_a_new_file_is_on_the_wire_before_requests_is_loaded(registry: Registry, tmp_path: Path) -> None:
+    """Over plain http the session is opened and the file streamed with the standard
+    library, so an early push (cli/early.py) sends while requests (~45 ms of imports)
+    is not loaded yet; the closing PUT brings it in (which shows the oracle sees it)."""
+    model = tmp_path / "model.bin"
+    data = os.urandom(24 * MIB)
+    model.write_bytes(data)
+    out = subprocess.run([sys.executable, "-c", _UPLOAD_WATCHING_IMPORTS, registry.host, str(model)],
+                         capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    digest, loaded_while_sending, loaded_at_end = out.stdout.split()
+    assert digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (loaded_while_sending, loaded_at_end) == ("False", "True")
+    assert RegistryClient(registry.host).get_blob("client/lazy", digest) == data
+
+
+def test_a_proxy_for_the_registry_keeps_requests_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sending directly skips proxies, so any proxy setting that applies to the URL
+    sends the upload through requests; no_proxy exempts hosts exactly as requests does."""
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    assert filesend.can_send_directly("http://127.0.0.1:5000/v2/a/blobs/uploads/")
+    assert not filesend.can_send_directly("https://127.0.0.1:5000/v2/a/blobs/uploads/")
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    assert not filesend.can_send_directly("http://127.0.0.1:5000/v2/a/blobs/uploads/")
+    monkeypatch.setenv("no_proxy", "127.0.0.0/8")
+    assert filesend.can_send_directly("http://127.0.0.1:5000/v2/a/blobs/uploads/")
+    assert not filesend.can_send_directly("http://10.1.2.3:5000/v2/a/blobs/uploads/")
 
 
 def test_download_resumes_a_partial_file(registry: Registry, tmp_path: Path) -> None:
