@@ -105,6 +105,22 @@ def _facets(document: dict[str, Any]) -> list[str]:
     return out
 
 
+MAX_TERMS = 8  # words of a text query that count: more narrow no further, and cost a scan each
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a text query; a version matches when each occurs in its :func:`search_text`.
+
+    The one rule for the web pages and ``/api/v1/bundles`` alike (the store applies it
+    to the index as ``LIKE`` filters, :func:`text_matches` to a version in hand).
+    """
+    return text.lower().split()[:MAX_TERMS]
+
+
+def text_matches(terms: list[str], text: str) -> bool:
+    return all(term in text for term in terms)
+
+
 def search_text(repository: str, metadata: dict[str, Any]) -> str:
     keywords = metadata.get("keywords") or []
     parts = [repository, metadata.get("name"), metadata.get("description"), metadata.get("authors"),

@@ -21,6 +21,7 @@ from typing import Any
 
 from ecr_oci import mediatypes as mt
 from ecr_oci.gateway.core import Gateway
+from ecr_oci.gateway.domain import bundle_index
 from ecr_oci.gateway.domain.policy import PULL, Caller, RepoFacts, facts
 from ecr_oci.gateway.domain.stages import current_stages
 from ecr_oci.gateway.stores.state import BundleVersion, Referrer, StageEvent
@@ -132,12 +133,16 @@ def visible_repositories(gateway: Gateway, caller: Caller, repositories: Iterabl
     return out
 
 
-def matches(version: dict[str, Any], query: Mapping[str, str]) -> bool:
-    """Whether a version satisfies the search parameters (``q``, ``keyword``, ``platform``, ...)."""
+def matches(repository: str, version: dict[str, Any], query: Mapping[str, str]) -> bool:
+    """Whether a version satisfies the search parameters (``q``, ``keyword``, ``platform``, ...).
+
+    ``q`` is matched as on the search page: each of its words somewhere in the
+    repository name, name, description, authors, science or keywords.
+    """
     meta = version["metadata"]
-    text = " ".join(str(meta.get(k, "")) for k in ("name", "description", "science")).lower()
     keywords = [str(k).lower() for k in meta.get("keywords") or []]
-    if (term := query.get("q")) and term.lower() not in text and term.lower() not in keywords:
+    terms = bundle_index.query_terms(query.get("q") or "")
+    if terms and not bundle_index.text_matches(terms, bundle_index.search_text(repository, meta)):
         return False
     if (kw := query.get("keyword")) and kw.lower() not in keywords:
         return False
@@ -153,17 +158,16 @@ def matches(version: dict[str, Any], query: Mapping[str, str]) -> bool:
 async def search(gateway: Gateway, caller: Caller, query: Mapping[str, str]) -> list[dict[str, Any]]:
     """Every repository the caller may see with its versions matching ``query``."""
     results = []
-    # Narrow by the index first where that is exact: a term without spaces lies inside one
-    # field, and every field ``matches`` reads is in the index's search text; platforms are facets.
-    term = (query.get("q") or "").lower()
-    terms = [term] if term and not any(c.isspace() for c in term) else []
+    # Narrow by the index first: the same text rule as ``matches``; platforms are facets.
+    terms = bundle_index.query_terms(query.get("q") or "")
     facets = [f"platform:{p}"] if (p := query.get("platform")) else []
     indexed = {row[0] for row in gateway.store.newest_bundle_versions(terms, facets, None)}
     visible = visible_repositories(gateway, caller, indexed)
     for repository in sorted(visible):
         if (name := query.get("name")) and name not in repository:
             continue
-        versions = await bundle_versions(gateway, caller, repository, lambda v: matches(v, query))
+        versions = await bundle_versions(gateway, caller, repository,
+                                         lambda v: matches(repository, v, query))  # noqa: B023 (used at once)
         if versions:
             results.append({"repository": repository, "versions": versions})
     return results

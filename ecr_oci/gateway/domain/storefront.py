@@ -24,7 +24,7 @@ from typing import Any
 from ecr_oci import mediatypes as mt
 from ecr_oci.bundle.icon import sniff_image
 from ecr_oci.gateway.core import Gateway
-from ecr_oci.gateway.domain import catalog
+from ecr_oci.gateway.domain import bundle_index, catalog
 from ecr_oci.gateway.domain.policy import Caller
 from ecr_oci.gateway.domain.stages import STAGES, current_stages
 from ecr_oci.gateway.domain.system import APPROVED_FOR
@@ -37,7 +37,6 @@ from ecr_oci.trust.policy import AllOf, IsSimpleSigning, NamesDigest, PolicyErro
 
 log = logging.getLogger("ecr.gateway")
 PER_PAGE = 20
-MAX_TERMS = 8
 SORTS = ("updated", "name")
 _MAX_BLOB = 1 << 20
 
@@ -181,7 +180,7 @@ def _newest_matching(gateway: Gateway, query: SearchQuery, staged: set[tuple[str
     """Each repository's newest version matching the text, facets, namespace and, when
     ``staged`` is given, being one of those (repository, digest) pairs; by name."""
     copy = _copy(gateway)
-    terms = query.q.lower().split()[:MAX_TERMS]
+    terms = bundle_index.query_terms(query.q)
     facets = [f"|{f}|" for f in query.facets()]
     if not (terms or facets or query.namespace or staged is not None):
         return list(copy.newest)
@@ -191,8 +190,7 @@ def _newest_matching(gateway: Gateway, query: SearchQuery, staged: set[tuple[str
         rows = [r for r in rows if r[0].startswith(prefix)]
     if staged is not None:
         rows = [r for r in rows if (r[0], r[2]) in staged]
-    for term in terms:
-        rows = [r for r in rows if term in r[4]]
+    rows = [r for r in rows if bundle_index.text_matches(terms, r[4])]
     for facet in facets:
         rows = [r for r in rows if facet in r[5]]
     return _first_per_repository(rows)

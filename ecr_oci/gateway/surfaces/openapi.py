@@ -39,7 +39,8 @@ def _op(summary: str, *, body: str | None = None, params: list[dict[str, Any]] |
 _QUERY = [
     {"name": k, "in": "query", "required": False, "schema": {"type": "string"}, "description": d}
     for k, d in (
-        ("q", "Words in name, description, science text or keywords."),
+        ("q", "Words that must each occur in the repository name, name, description, authors, science text"
+              " or keywords (as on the search page; case-insensitive, the first 8 count)."),
         ("name", "Substring of the repository name."),
         ("keyword", "Exact keyword."),
         ("platform", "os/arch[/variant] the bundle has an image for."),
