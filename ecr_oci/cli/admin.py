@@ -373,7 +373,8 @@ def repo_show(
 
 @handle_errors
 def search(
-    query: Annotated[str, typer.Argument(help="Words in a bundle's name, description or keywords.")] = "",
+    query: Annotated[str, typer.Argument(help="Words that must each occur in a bundle's repository name, name,"
+                                              " description, authors, science or keywords.")] = "",
     keyword: Annotated[str, typer.Option("--keyword", help="Only bundles with this keyword.")] = "",
     platform: Annotated[str, typer.Option("--platform", help="Only bundles with an image for os/arch.")] = "",
     stage: Annotated[str, typer.Option("--stage", help="Only bundles that reached this stage.")] = "",
