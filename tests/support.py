@@ -107,8 +107,11 @@ def start_registry(workdir: Path, extra_config: str = "") -> Registry:
         f"http:\n  addr: 127.0.0.1:{port}\n" + extra_config
     )
     log = (workdir / "registry.log").open("wb")
+    # Distribution reads every REGISTRY_* variable as a configuration override (the
+    # tests' REGISTRY_AUTH_FILE, meant for skopeo and podman, would be auth.file).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=die_with_parent)
+                            preexec_fn=die_with_parent, env=env)
     wait_http(f"http://127.0.0.1:{port}/v2/", proc=proc)
     return Registry(host=f"127.0.0.1:{port}", storage=storage, proc=proc)
 

@@ -7,10 +7,12 @@ every byte goes through the streaming proxy (no local blob files).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from ecr_oci.digest import sha256_bytes
 from tests.gateway.support import PASSWORDS, GatewayProcess, push_image
@@ -81,3 +83,41 @@ def test_proxied_blob_ranges_follow_rfc9110(fronted: tuple[GatewayProcess, Regis
     push_image(gw.client("alice"), "alice/ranged", "1.0.0", payload=PAYLOAD)
     gw.admin("alice").set_visibility("alice/ranged", "private")  # out of the catalog the roundtrip test reads
     assert check_ranges(gw, "alice/ranged", sha256_bytes(PAYLOAD), PAYLOAD) == []
+
+
+def test_a_registry_dying_mid_stream_is_one_log_line(tmp_path: Path) -> None:
+    """The fronted registry killed while a blob streams through the gateway: the client's
+    download ends short (it sees a broken transfer, as from the registry itself), the
+    gateway says what happened in one line, no traceback, and keeps serving."""
+    registry = start_registry(tmp_path / "registry")
+    gateway = GatewayProcess(tmp_path / "data", extra_args=["--registry-url", registry.url])
+    gateway.start()
+    try:
+        gateway.admin().add_user("alice", PASSWORDS["alice"])
+        alice = gateway.client("alice")
+        blob = tmp_path / "blob"
+        blob.write_bytes(os.urandom(64 << 20))
+        digest = alice.upload_file("alice/dying", blob)
+        token = gateway.token("alice", "repository:alice/dying:pull")["token"]
+        received = 0
+        with requests.get(f"{gateway.url}/v2/alice/dying/blobs/{digest}", stream=True, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status_code == 200
+            chunks = resp.iter_content(1 << 20)
+            received += len(next(chunks))
+            registry.proc.kill()  # mid-stream: the rest of the 64 MiB is still in the registry
+            registry.proc.wait()
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                for chunk in chunks:
+                    received += len(chunk)
+        assert received < 64 << 20
+        assert requests.get(f"{gateway.url}/healthz", timeout=30).ok
+        time.sleep(0.5)  # the gateway's log line is written once the stream has failed
+        log = (tmp_path / "gateway.log").read_text()
+        assert "Traceback" not in log, log[-3000:]
+        broke = [line for line in log.splitlines() if "registry stream broke" in line]
+        assert len(broke) == 1 and f"/v2/alice/dying/blobs/{digest}" in broke[0], log[-3000:]
+    finally:
+        gateway.stop()
+        if registry.proc.poll() is None:
+            registry.stop()

@@ -32,6 +32,7 @@ from ecr_oci.gateway.domain.policy import DELETE, PULL, PUSH, Caller, is_release
 from ecr_oci.gateway.domain.referrers import add_to_fallback, index_document, referrer_of
 from ecr_oci.gateway.domain.stages import StagePolicy, profile_transition
 from ecr_oci.gateway.surfaces import ranges
+from ecr_oci.gateway.surfaces.disconnects import UpstreamBroke
 from ecr_oci.registry.client import MANIFEST_ACCEPT
 
 log = logging.getLogger("ecr.gateway")
@@ -136,6 +137,21 @@ async def _counted(gateway: Gateway, stream: AsyncIterator[bytes], direction: st
         yield chunk
 
 
+async def _relayed(gateway: Gateway, request: Request, resp: httpx.Response) -> AsyncIterator[bytes]:
+    """The registry's answer, passed on as it comes; a break on the registry's side is
+    logged in one line and ends the client's response short (see disconnects)."""
+    sent = 0
+    try:
+        async for chunk in _counted(gateway, resp.aiter_raw(), "out"):
+            sent += len(chunk)
+            yield chunk
+    except httpx.TransportError as exc:
+        log.warning("registry stream broke after %d of %s bytes: %s %s: %s", sent,
+                    resp.headers.get("content-length", "?"), request.method, request.url.path[:300],
+                    exc.__class__.__name__)
+        raise UpstreamBroke from exc
+
+
 async def forward(
     gateway: Gateway,
     request: Request,
@@ -197,7 +213,7 @@ async def forward(
         await resp.aclose()
         return Response(b"", status_code=resp.status_code, headers=out)
     return StreamingResponse(
-        _counted(gateway, resp.aiter_raw(), "out"),
+        _relayed(gateway, request, resp),
         status_code=resp.status_code,
         headers=out,
         background=BackgroundTask(resp.aclose),
