@@ -8,6 +8,7 @@ from urllib.parse import quote
 import requests
 
 from ecr_oci.errors import AuthError, NotFoundError, RegistryError, UsageError
+from ecr_oci.registry import tls
 from ecr_oci.registry.auth import Credentials, not_logged_in, wrong_password
 from ecr_oci.registry.client import is_loopback
 
@@ -27,8 +28,7 @@ class GatewayAdmin:
         self.base = server.rstrip("/")
         self.host = self.base.split("://", 1)[1]
         self.username = credentials.username if credentials else None
-        self._session = requests.Session()
-        self._session.verify = verify_tls
+        self._session = tls.session(verify_tls)
         if credentials:
             self._session.auth = (credentials.username, credentials.password)
 

@@ -153,11 +153,11 @@ class RegistryClient:
         with self._session_lock:  # transfer threads may ask at once: one session for all
             if "session" in self.__dict__:
                 return self.__dict__["session"]  # type: ignore[no-any-return]
-            import requests
             from requests.adapters import HTTPAdapter
 
-            session = requests.Session()
-            session.verify = self._verify_tls
+            from ecr_oci.registry import tls
+
+            session = tls.session(self._verify_tls)
             adapter = HTTPAdapter(pool_connections=self._pool_size, pool_maxsize=self._pool_size)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -211,6 +211,9 @@ class RegistryClient:
                 resp.close()
                 time.sleep(delay)
                 resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise RegistryError(f"cannot reach registry {self.registry}: its TLS certificate is not trusted here"
+                                " (--insecure skips the check; REQUESTS_CA_BUNDLE names a CA file)") from exc
         except requests.ConnectionError as exc:
             raise RegistryError(f"cannot reach registry {self.registry}: {exc.__class__.__name__}") from exc
         except requests.Timeout as exc:
