@@ -83,6 +83,10 @@ def handle_errors(fn: F) -> F:
         except (typer.Exit, typer.Abort, click_exceptions()):
             raise
         except EcrError as exc:
+            if os.environ.get("ECR_DEBUG"):
+                import traceback
+
+                traceback.print_exc()  # where an expected error came from, for a bug report
             raise fail(error_text(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("interrupted (a push tags nothing half-done; the same push or pull run again resumes it)",

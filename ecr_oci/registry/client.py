@@ -52,6 +52,9 @@ MAX_MANIFEST_BYTES = 4 << 20
 RETRIES = 3
 # A 429/503 answer with a short Retry-After is retried this many times (replayable requests).
 UNAVAILABLE_RETRIES = 5
+# A registry (or gateway) that cannot be reached after a chunk broke is waited for this
+# long (seconds) before the upload gives up: a restart takes a second or two.
+REACH_WAIT = 20.0
 MAX_RETRY_AFTER = 10.0
 USER_AGENT = "ecr-oci/0.1"
 
@@ -146,6 +149,7 @@ class RegistryClient:
         self.chunk_size = chunk_size
         # Set (by a Ctrl-C handler) to stop every transfer of this client within one chunk.
         self.cancelled = threading.Event()
+        self._reached = False  # the registry answered once in this run (see _send)
 
     @cached_property
     def session(self) -> requests.Session:
@@ -198,19 +202,19 @@ class RegistryClient:
         sent = {**headers, **self.auth.header_for(scopes)}
         replayable = retry_auth and not callable(getattr(kwargs.get("data"), "__next__", None))
         try:
-            resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
+            resp = self._send(method, url, sent, replayable, kwargs)
             if resp.status_code == 401 and retry_auth and "WWW-Authenticate" in resp.headers:
                 challenge = resp.headers["WWW-Authenticate"]
                 resp.close()
                 sent = {**headers, **self.auth.answer(challenge, scopes)}
-                resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
+                resp = self._send(method, url, sent, replayable, kwargs)
             for _ in range(UNAVAILABLE_RETRIES if replayable else 0):
                 # "retry later" (a registry being restarted, a database briefly away): wait as told
                 if resp.status_code not in (429, 503) or (delay := _retry_after(resp)) is None:
                     break
                 resp.close()
                 time.sleep(delay)
-                resp = self.session.request(method, url, headers=sent, timeout=(10, 300), **kwargs)
+                resp = self._send(method, url, sent, replayable, kwargs)
         except requests.exceptions.SSLError as exc:
             raise RegistryError(f"cannot reach registry {self.registry}: its TLS certificate is not trusted here"
                                 " (--insecure skips the check; REQUESTS_CA_BUNDLE names a CA file)") from exc
@@ -223,6 +227,29 @@ class RegistryClient:
         status, reason, body = resp.status_code, resp.reason, resp.content
         resp.close()
         raise self._refusal(method, url, scopes, status, reason, body, not_found=not_found)
+
+    def _send(self, method: str, url: str, headers: dict[str, str], replayable: bool,
+              kwargs: dict[str, Any]) -> requests.Response:
+        """One exchange. A registry (or gateway) that answered earlier in this run and now
+        cannot be reached is being restarted, most likely: a replayable request waits for
+        it (up to ``REACH_WAIT`` s). One never reached fails at once (a wrong name, say)."""
+        import requests
+
+        delay, deadline = 0.25, time.monotonic() + REACH_WAIT
+        while True:
+            try:
+                resp = self.session.request(method, url, headers=headers, timeout=(10, 300), **kwargs)
+            except requests.exceptions.SSLError:
+                raise
+            except requests.ConnectionError:
+                if not (replayable and self._reached) or self.cancelled.is_set() \
+                        or time.monotonic() + delay > deadline:
+                    raise
+                self.cancelled.wait(delay)
+                delay = min(2 * delay, 2.0)
+                continue
+            self._reached = True
+            return resp
 
     def _refusal(self, method: str, url: str, scopes: tuple[str, ...], status: int, reason: str, body: bytes, *,
                  not_found: str | None = None) -> RegistryError:
@@ -450,6 +477,7 @@ class RegistryClient:
             answer = filesend.send("POST", url, {"User-Agent": USER_AGENT, **self.auth.header_for(scopes)})
         except (OSError, http.client.HTTPException):
             return None
+        self._reached = True
         if answer.status != 202 or "Location" not in answer.headers:
             return None
         return urljoin(self.base_url, answer.headers["Location"])
@@ -566,61 +594,83 @@ class RegistryClient:
         try:
             failures = 0
             stream = _Reader(read_from(offset))
-            while offset < size:
-                if sessions:
-                    sessions.put(self.registry, repository, session_key, location)
-                if hasher:
-                    hasher.move_to(offset)
-                end = min(offset + self.chunk_size, size)
-                headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"}
-                try:
-                    if isinstance(read_from, FileRange) and filesend.can_send_directly(location):
-                        answer = self._patch_from_file(location, scopes, headers, read_from, offset, end, progress,
-                                                       hasher)
-                    else:
-                        answer = self.request("PATCH", location, scopes=scopes, headers=headers, ok=(202,),
-                                              retry_auth=False, data=_counting(stream.take(end - offset), progress,
-                                                                               self.cancelled, hasher)).headers
-                except RegistryError:
-                    failures += 1
-                    if failures >= RETRIES or self.cancelled.is_set():
-                        raise
-                    try:
-                        offset, location = self._upload_status(location, scopes)
-                    except RegistryError:
-                        # Distribution invalidates a session whose chunk broke half-way
-                        # (BLOB_UPLOAD_INVALID): only a new session from byte 0 is left.
-                        _, location = self._start_upload(repository)
-                        offset = 0
-                    stream = _Reader(read_from(offset))
-                    continue
-                location = urljoin(self.base_url, answer.get("Location", location))
-                if self.cancelled.is_set():
-                    # The body was ended cleanly at a chunk boundary, so the registry keeps
-                    # what it got: remember the session for the next run.
+            while True:
+                running = hasher if digest is None else None  # sent again after the PUT: already hashed
+                while offset < size:
                     if sessions:
                         sessions.put(self.registry, repository, session_key, location)
-                    stored = _range_end(answer.get("Range"))
-                    raise Interrupted(f"upload of {digest or session_key} interrupted after {stored} of {size} bytes")
-                offset = end
-            if hasher:
-                hasher.move_to(size)
-                digest = hasher.digest()
-            assert digest is not None
-            self.request(
-                "PUT",
-                location,
-                scopes=scopes,
-                params={"digest": digest},
-                headers={"Content-Length": "0"},
-                ok=(201,),
-            )
+                    if running:
+                        running.move_to(offset)
+                    end = min(offset + self.chunk_size, size)
+                    headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"}
+                    try:
+                        if isinstance(read_from, FileRange) and filesend.can_send_directly(location):
+                            answer = self._patch_from_file(location, scopes, headers, read_from, offset, end,
+                                                           progress, running)
+                        else:
+                            answer = self.request("PATCH", location, scopes=scopes, headers=headers, ok=(202,),
+                                                  retry_auth=False, data=_counting(stream.take(end - offset),
+                                                                                   progress, self.cancelled, running)
+                                                  ).headers
+                    except RegistryError:
+                        failures += 1
+                        if failures >= RETRIES or self.cancelled.is_set():
+                            raise
+                        offset, location = self._resume_point(repository, location, scopes)
+                        stream = _Reader(read_from(offset))
+                        continue
+                    location = urljoin(self.base_url, answer.get("Location", location))
+                    if self.cancelled.is_set():
+                        # The body was ended cleanly at a chunk boundary, so the registry keeps
+                        # what it got: remember the session for the next run.
+                        if sessions:
+                            sessions.put(self.registry, repository, session_key, location)
+                        stored = _range_end(answer.get("Range"))
+                        raise Interrupted(
+                            f"upload of {digest or session_key} interrupted after {stored} of {size} bytes")
+                    offset = end
+                if running:
+                    running.move_to(size)
+                    digest = running.digest()
+                assert digest is not None
+                try:
+                    self.request("PUT", location, scopes=scopes, params={"digest": digest},
+                                 headers={"Content-Length": "0"}, ok=(201,))
+                    break
+                except RegistryError as refused:
+                    if refused.code not in ("BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"):
+                        raise
+                    # The session is gone under the closing PUT. Sent again after a lost
+                    # answer (a gateway restarted under it), the PUT may have been carried
+                    # out: the blob is there. Else the bytes go again, in a new session.
+                    if self.blob_size(repository, digest) == size:
+                        break
+                    failures += 1
+                    if failures >= RETRIES:
+                        raise
+                    _, location = self._start_upload(repository)
+                    offset = 0
+                    stream = _Reader(read_from(0))
             if sessions:
                 sessions.forget(self.registry, repository, session_key)
             return digest, resumed_from
         finally:
             if hasher:
                 hasher.close()  # its thread ends however the upload ended
+
+    def _resume_point(self, repository: str, location: str, scopes: tuple[str, ...]) -> tuple[int, str]:
+        """Where an upload goes on after a failed chunk: (offset, location).
+
+        The registry's offset of the session (asking waits for a registry or gateway being
+        restarted, see :meth:`_send`); a new session from byte 0 when the registry forgot
+        it (Distribution invalidates a session whose chunk broke half-way, BLOB_UPLOAD_INVALID).
+        """
+        try:
+            return self._upload_status(location, scopes)
+        except RegistryError as refused:
+            if refused.status is None:
+                raise  # still not reachable
+            return 0, self._start_upload(repository)[1]
 
     def _patch_from_file(self, location: str, scopes: tuple[str, ...], headers: dict[str, str], source: FileRange,
                          start: int, end: int, progress: Progress | None,
@@ -633,6 +683,7 @@ class RegistryClient:
                                               progress=progress, hash_update=hasher.update if hasher else None)
         except (OSError, http.client.HTTPException) as exc:
             raise RegistryError(f"cannot reach registry {self.registry}: {exc.__class__.__name__}") from exc
+        self._reached = True
         if answer.status == 202:
             return answer.headers
         raise self._refusal("PATCH", location, scopes, answer.status, answer.reason, answer.body)

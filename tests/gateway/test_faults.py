@@ -319,6 +319,32 @@ def test_registry_killed_during_push_and_during_pull(fault_gw: GatewayProcess, t
     assert gw.call("bob", "HEAD", "/v2/alice/killed/manifests/1.0.0", "repository:alice/killed:pull").ok
 
 
+def test_a_push_waits_for_a_restarted_gateway(fault_gw: GatewayProcess, tiny_layout: Path, tmp_path: Path) -> None:
+    """The gateway itself SIGKILLed mid-upload and started again ~1 s later (a crash and a
+    supervisor's restart): `ecr push` waits for it, goes on with the upload (at the
+    registry's offset, or anew when the broken chunk invalidated the session) and tags
+    the bundle (before: "cannot reach registry", exit 5, at once)."""
+    gw = fault_gw
+    root = write_bundle(tmp_path / "b", tiny_layout, dict(BASE_METADATA, name="gwkilled"),
+                        weights=os.urandom(96 << 20))
+    ref = f"{gw.host}/alice/gwkilled:1.0.0"
+    uploads = gw.data_dir / "registry" / "storage" / "docker" / "registry" / "v2" / "repositories" / "alice"
+    push = ecr_background(gw, "alice", "push", str(root), ref)
+    deadline = time.monotonic() + 60
+    while not file_over(uploads, "_uploads/*/data", 8 << 20):
+        assert push.poll() is None and time.monotonic() < deadline, "the push ended before the gateway was killed"
+        time.sleep(0.01)
+    assert gw.proc is not None
+    gw.proc.kill()
+    gw.proc.wait(30)
+    time.sleep(1.0)
+    gw.start()
+    _, err = push.communicate(timeout=300)
+    no_traceback(err)
+    assert push.returncode == 0, err
+    assert tags_of(gw, "alice/gwkilled") == ["1.0.0"]
+
+
 # --- the storage filesystem full during a push ---------------------------------------------------
 @pytest.fixture
 def small_storage_gw(tmp_path: Path) -> Iterator[tuple[GatewayProcess, Path]]:
