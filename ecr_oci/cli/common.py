@@ -71,7 +71,7 @@ def handle_errors(fn: F) -> F:
 
     Library errors carry their exit code; file-system errors (a name too long, a full
     disk) and anything unexpected become one line with exit code 1. ``ECR_DEBUG=1``
-    shows the traceback of unexpected errors.
+    adds the traceback (of any error: where an expected one came from helps a bug report).
     """
 
     @functools.wraps(fn)
