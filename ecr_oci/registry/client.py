@@ -578,85 +578,107 @@ class RegistryClient:
         """The chunked upload behind :meth:`upload_blob` (``digest`` known) and
         :meth:`upload_hashing` (``digest`` None: computed from the bytes sent)."""
         scopes = (self.scope(repository, "pull,push"),)
-        location, offset = "", 0
         saved = sessions.get(self.registry, repository, session_key) if sessions else None
-        if saved:
-            try:
-                offset, location = self._upload_status(saved, scopes)
-            except RegistryError:
-                location, offset = "", 0  # the registry forgot it (expired, or broken mid-chunk)
-            if offset > size:
-                location, offset = "", 0
-        if not location:
-            _, location = self._start_upload(repository)
+        offset, location = self._session_for(repository, size, scopes, saved)
         resumed_from = offset
+
+        def remember(where: str) -> None:
+            if sessions:
+                sessions.put(self.registry, repository, session_key, where)
+
         hasher = _RunningHash(read_from) if digest is None else None
         try:
             failures = 0
-            stream = _Reader(read_from(offset))
             while True:
                 running = hasher if digest is None else None  # sent again after the PUT: already hashed
-                while offset < size:
-                    if sessions:
-                        sessions.put(self.registry, repository, session_key, location)
-                    if running:
-                        running.move_to(offset)
-                    end = min(offset + self.chunk_size, size)
-                    headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"}
-                    try:
-                        if isinstance(read_from, FileRange) and filesend.can_send_directly(location):
-                            answer = self._patch_from_file(location, scopes, headers, read_from, offset, end,
-                                                           progress, running)
-                        else:
-                            answer = self.request("PATCH", location, scopes=scopes, headers=headers, ok=(202,),
-                                                  retry_auth=False, data=_counting(stream.take(end - offset),
-                                                                                   progress, self.cancelled, running)
-                                                  ).headers
-                    except RegistryError:
-                        failures += 1
-                        if failures >= RETRIES or self.cancelled.is_set():
-                            raise
-                        offset, location = self._resume_point(repository, location, scopes)
-                        stream = _Reader(read_from(offset))
-                        continue
-                    location = urljoin(self.base_url, answer.get("Location", location))
-                    if self.cancelled.is_set():
-                        # The body was ended cleanly at a chunk boundary, so the registry keeps
-                        # what it got: remember the session for the next run.
-                        if sessions:
-                            sessions.put(self.registry, repository, session_key, location)
-                        stored = _range_end(answer.get("Range"))
-                        raise Interrupted(
-                            f"upload of {digest or session_key} interrupted after {stored} of {size} bytes")
-                    offset = end
+                location, failures = self._send_rest(repository, scopes, location, offset, size, read_from,
+                                                     progress, running, remember, failures,
+                                                     label=digest or session_key)
                 if running:
                     running.move_to(size)
                     digest = running.digest()
                 assert digest is not None
-                try:
-                    self.request("PUT", location, scopes=scopes, params={"digest": digest},
-                                 headers={"Content-Length": "0"}, ok=(201,))
+                if self._close(repository, scopes, location, digest, size):
                     break
-                except RegistryError as refused:
-                    if refused.code not in ("BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"):
-                        raise
-                    # The session is gone under the closing PUT. Sent again after a lost
-                    # answer (a gateway restarted under it), the PUT may have been carried
-                    # out: the blob is there. Else the bytes go again, in a new session.
-                    if self.blob_size(repository, digest) == size:
-                        break
-                    failures += 1
-                    if failures >= RETRIES:
-                        raise
-                    _, location = self._start_upload(repository)
-                    offset = 0
-                    stream = _Reader(read_from(0))
+                failures += 1  # the session is gone and the blob is not there: send it again
+                if failures >= RETRIES:
+                    raise RegistryError(f"upload of {digest}: the registry lost the upload session {failures} times")
+                offset, location = 0, self._start_upload(repository)[1]
             if sessions:
                 sessions.forget(self.registry, repository, session_key)
             return digest, resumed_from
         finally:
             if hasher:
                 hasher.close()  # its thread ends however the upload ended
+
+    def _session_for(self, repository: str, size: int, scopes: tuple[str, ...],
+                     saved: str | None) -> tuple[int, str]:
+        """(offset, location) of the upload session to send to: a remembered one the
+        registry still holds (an interrupted push resumes there), else a new one."""
+        if saved:
+            try:
+                offset, location = self._upload_status(saved, scopes)
+                if offset <= size:
+                    return offset, location
+            except RegistryError:
+                pass  # the registry forgot it (expired, or broken mid-chunk)
+        return 0, self._start_upload(repository)[1]
+
+    def _send_rest(self, repository: str, scopes: tuple[str, ...], location: str, offset: int, size: int,
+                   read_from: Callable[[int], Iterator[bytes]], progress: Progress | None,
+                   hasher: _RunningHash | None, remember: Callable[[str], None], failures: int, *,
+                   label: str) -> tuple[str, int]:
+        """PATCH bytes ``offset``..``size`` in chunks, going on after broken chunks where
+        the registry stands; returns (the session's location, failures so far).
+
+        Raises:
+            RegistryError: ``RETRIES`` failures in all.
+            Interrupted: :attr:`cancelled` was set (the body ended cleanly at a chunk
+                boundary, so the registry keeps what it got; the session is remembered).
+        """
+        stream = _Reader(read_from(offset))
+        while offset < size:
+            remember(location)
+            if hasher:
+                hasher.move_to(offset)
+            end = min(offset + self.chunk_size, size)
+            headers = {"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end - 1}"}
+            try:
+                if isinstance(read_from, FileRange) and filesend.can_send_directly(location):
+                    answer = self._patch_from_file(location, scopes, headers, read_from, offset, end, progress,
+                                                   hasher)
+                else:
+                    body = _counting(stream.take(end - offset), progress, self.cancelled, hasher)
+                    answer = self.request("PATCH", location, scopes=scopes, headers=headers, ok=(202,),
+                                          retry_auth=False, data=body).headers
+            except RegistryError:
+                failures += 1
+                if failures >= RETRIES or self.cancelled.is_set():
+                    raise
+                offset, location = self._resume_point(repository, location, scopes)
+                stream = _Reader(read_from(offset))
+                continue
+            location = urljoin(self.base_url, answer.get("Location", location))
+            if self.cancelled.is_set():
+                remember(location)
+                stored = _range_end(answer.get("Range"))
+                raise Interrupted(f"upload of {label} interrupted after {stored} of {size} bytes")
+            offset = end
+        return location, failures
+
+    def _close(self, repository: str, scopes: tuple[str, ...], location: str, digest: str, size: int) -> bool:
+        """Close the upload with its digest: True when the blob is stored; False when the
+        session is gone and the blob is not there (the bytes must go again)."""
+        try:
+            self.request("PUT", location, scopes=scopes, params={"digest": digest},
+                         headers={"Content-Length": "0"}, ok=(201,))
+            return True
+        except RegistryError as refused:
+            if refused.code not in ("BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"):
+                raise
+        # Sent again after a lost answer (a gateway restarted under it), the PUT may have
+        # been carried out already: the blob is there.
+        return self.blob_size(repository, digest) == size
 
     def _resume_point(self, repository: str, location: str, scopes: tuple[str, ...]) -> tuple[int, str]:
         """Where an upload goes on after a failed chunk: (offset, location).
