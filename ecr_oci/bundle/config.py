@@ -137,15 +137,15 @@ def input_files(config: BundleConfig) -> list[Path]:
     Raises:
         ValidationError: a path leaves the bundle directory (also through a symlink).
     """
-    files = expand_files(config, "model")
-    files += [path for path in config.paths("training_data") if not path.is_dir()]
+    model = expand_files(config, "model")  # checked there
+    others = [path for path in config.paths("training_data") if not path.is_dir()]
     if icon := config.data.get("icon"):
-        files.append(config.root / icon)
+        others.append(config.root / icon)
     root = config.root.resolve()
-    for file in files:
+    for file in others:
         if root not in file.resolve().parents:
             raise ValidationError(f"{file} leaves the bundle directory")
-    return files
+    return model + others
 
 
 def find_config(path: Path) -> Path:

@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
@@ -52,8 +51,8 @@ MAX_MANIFEST_BYTES = 4 << 20
 RETRIES = 3
 # A 429/503 answer with a short Retry-After is retried this many times (replayable requests).
 UNAVAILABLE_RETRIES = 5
-# A registry (or gateway) that cannot be reached after a chunk broke is waited for this
-# long (seconds) before the upload gives up: a restart takes a second or two.
+# A registry (or gateway) that answered earlier in the run and cannot be reached now is
+# waited for this long (seconds) by a replayable request: a restart takes a second or two.
 REACH_WAIT = 20.0
 MAX_RETRY_AFTER = 10.0
 USER_AGENT = "ecr-oci/0.1"
@@ -144,6 +143,7 @@ class RegistryClient:
         self.base_url = f"{'http' if plain_http else 'https'}://{registry}"
         self._verify_tls = verify_tls
         self._pool_size = pool_size
+        self._session: requests.Session | None = None
         self._session_lock = threading.Lock()
         self.auth = TokenAuth(lambda: self.session, credentials or lookup_credentials(registry), registry)
         self.chunk_size = chunk_size
@@ -151,22 +151,23 @@ class RegistryClient:
         self.cancelled = threading.Event()
         self._reached = False  # the registry answered once in this run (see _send)
 
-    @cached_property
+    @property
     def session(self) -> requests.Session:
         """The requests session, made (and requests imported) on first use."""
-        with self._session_lock:  # transfer threads may ask at once: one session for all
-            if "session" in self.__dict__:
-                return self.__dict__["session"]  # type: ignore[no-any-return]
-            from requests.adapters import HTTPAdapter
+        if self._session is None:
+            with self._session_lock:  # transfer threads may ask at once: one session for all
+                if self._session is None:
+                    from requests.adapters import HTTPAdapter
 
-            from ecr_oci.registry import tls
+                    from ecr_oci.registry import tls
 
-            session = tls.session(self._verify_tls)
-            adapter = HTTPAdapter(pool_connections=self._pool_size, pool_maxsize=self._pool_size)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = USER_AGENT
-            return session
+                    session = tls.session(self._verify_tls)
+                    adapter = HTTPAdapter(pool_connections=self._pool_size, pool_maxsize=self._pool_size)
+                    session.mount("http://", adapter)
+                    session.mount("https://", adapter)
+                    session.headers["User-Agent"] = USER_AGENT
+                    self._session = session
+        return self._session
 
     # --- plumbing -------------------------------------------------------------------
     def request(
