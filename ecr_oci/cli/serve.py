@@ -51,6 +51,7 @@ def serve(
     The admin password is ECR_ADMIN_PASSWORD, else generated into DATA_DIR/admin-password.
     """
     from ecr_oci.cli.profile import parse_duration
+    from ecr_oci.gateway import logsafe
     from ecr_oci.gateway.app import serve as run
     from ecr_oci.gateway.stores.state import STATE_URL_SCHEMES
 
@@ -58,7 +59,7 @@ def serve(
         raise fail("--default-visibility must be public, protected or private", 2)
     if state_url and state_url.partition(":")[0].lower() not in STATE_URL_SCHEMES:
         raise fail("--state-url must be a postgresql://... or sqlite:///... URL", 2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logsafe.configure(logging.INFO)
     logging.getLogger("ecr.audit").setLevel(logging.WARNING)  # the audit file has them
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request otherwise
     try:

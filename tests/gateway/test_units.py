@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,27 @@ def test_admin_bootstrap_generates_a_private_password(tmp_path: Path, monkeypatc
         assert stat.S_IMODE((tmp_path / "data" / "keys" / "client-key.pem").stat().st_mode) == 0o600
     finally:
         asyncio.run(gateway.close())
+
+
+def test_gateway_log_lines_escape_what_clients_sent() -> None:
+    """A logged path or name with a newline or a terminal escape stays one inert line
+    (ecr serve logs through gateway.logsafe); a traceback keeps its lines."""
+    script = (
+        "import logging\n"
+        "from ecr_oci.gateway import logsafe\n"
+        "logsafe.configure()\n"
+        "log = logging.getLogger('ecr.gateway')\n"
+        "log.warning('client disconnected during %s %s', 'PATCH', '/v2/a\\x1b[31mred\\nFAKE ecr.gateway ERROR x')\n"
+        "try:\n"
+        "    raise ValueError('boom')\n"
+        "except ValueError:\n"
+        "    log.exception('collector cycle failed')\n"
+    )
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    lines = err.splitlines()
+    assert "\x1b" not in err
+    assert lines[0].endswith("client disconnected during PATCH /v2/a\\x1b[31mred\\nFAKE ecr.gateway ERROR x")
+    assert "collector cycle failed" in lines[1] and "Traceback (most recent call last):" in lines[2]
+    assert lines[-1] == "ValueError: boom"
+    serve = Path(__file__).parents[2] / "ecr_oci" / "cli" / "serve.py"
+    assert "logsafe.configure(" in serve.read_text()  # the gateway's own logging goes this way
